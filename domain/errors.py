@@ -1,0 +1,47 @@
+"""Errors are types: the retry policy reads the class, never the message.
+
+``TransientError``: worth trying again later (network, timeout, 429, 5xx, lock timeout);
+may carry ``retry_after`` seconds from the other side. ``PermanentError``: will fail the
+same way every time until something is fixed (validation, missing mapping, 4xx); the
+event goes straight to dead letters.
+"""
+
+from __future__ import annotations
+
+
+class MeterbridgeError(Exception):
+    """Base of every error meterbridge raises on purpose."""
+
+
+class TransientError(MeterbridgeError):
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(MeterbridgeError):
+    pass
+
+
+class NotFound(MeterbridgeError):
+    """The object does not exist in the caller's organisation."""
+
+
+class Conflict(MeterbridgeError):
+    """The request is well formed but the object's state forbids it."""
+
+
+class InvalidInput(MeterbridgeError):
+    """A caller's request is malformed; the message says why, ``field`` which part."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SignatureError(MeterbridgeError):
+    """A webhook's signature is missing, wrong, or its timestamp is outside the tolerance."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

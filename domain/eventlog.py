@@ -1,0 +1,159 @@
+"""Reading and appending the event log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from domain.clock import utcnow
+from domain.errors import NotFound
+from domain.events import Attempt, Event, EventStatus
+from domain.ids import new_id
+from domain.providers.base import Envelope
+
+
+def new_event_id() -> str:
+    return new_id("evt")
+
+
+def inbound_row(
+    *,
+    org_id: str,
+    source_id: str,
+    provider: str,
+    envelope: Envelope,
+    body: bytes,
+    headers: dict[str, str],
+    received_at: datetime,
+    held: bool,
+) -> dict[str, Any]:
+    """The row intake inserts for one webhook (a plain dict, ready for a bulk insert)."""
+    return {
+        "id": new_event_id(),
+        "org_id": org_id,
+        "source_id": source_id,
+        "provider": provider,
+        "type": envelope.type[:200],
+        "external_id": envelope.external_id[:255] if envelope.external_id else None,
+        "occurred_at": envelope.occurred_at,
+        "received_at": received_at,
+        "payload": body.decode("utf-8"),
+        "headers": headers,
+        "status": EventStatus.HELD if held else EventStatus.PENDING,
+        "attempts": 0,
+        "replays": 0,
+    }
+
+
+INTERNAL_PROVIDER = "meterbridge"
+#: Key in ``Session.info`` listing the (id, type) of events appended in the session.
+APPENDED = "meterbridge.appended"
+
+PROCESS_EVENT_TASK = "meterbridge.process_event"
+#: Event types whose processing has a task of its own, so Flower shows it by name.
+TASKS_BY_TYPE = {"email.send": "meterbridge.send_email"}
+
+
+PROCESS_EVENTS_TASK = "meterbridge.process_events"
+BATCH_SIZE = 50
+
+
+def task_for(event_type: str) -> str:
+    """The Celery task that processes events of this type (all run the same processor)."""
+    return TASKS_BY_TYPE.get(event_type, PROCESS_EVENT_TASK)
+
+
+def messages(
+    events: Iterable[tuple[str, str]], batch: int = BATCH_SIZE
+) -> list[tuple[str, list[Any]]]:
+    """(task name, args) to publish for these (id, type) pairs: events of the plain
+    processing task travel in batches, one message for up to ``batch`` events."""
+    plain: list[str] = []
+    out: list[tuple[str, list[Any]]] = []
+    for event_id, event_type in events:
+        task = task_for(event_type)
+        if task == PROCESS_EVENT_TASK:
+            plain.append(event_id)
+        else:
+            out.append((task, [event_id]))
+    for start in range(0, len(plain), batch):
+        chunk = plain[start : start + batch]
+        out.append(
+            (PROCESS_EVENT_TASK, chunk) if len(chunk) == 1 else (PROCESS_EVENTS_TASK, [chunk])
+        )
+    return out
+
+
+def append_internal(
+    session: Session,
+    *,
+    org_id: str,
+    type: str,
+    payload: dict[str, Any],
+    caused_by: str | None = None,
+) -> Event:
+    """Record an internal change (a config disabled, a bill approved, ...) in the log. It
+    is processed like any event; ``caused_by`` names the event whose processing made it,
+    so the task that processed that one can publish it at once."""
+    now = utcnow()
+    event = Event(
+        id=new_event_id(),
+        org_id=org_id,
+        provider=INTERNAL_PROVIDER,
+        type=type,
+        occurred_at=now,
+        received_at=now,
+        payload=json.dumps(payload, separators=(",", ":"), default=str),
+        headers={},
+        caused_by=caused_by,
+    )
+    session.add(event)
+    session.flush()
+    session.info.setdefault(APPENDED, []).append((event.id, event.type))
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    org_id: str
+    status: str | None = None
+    type: str | None = None
+    source_id: str | None = None
+    before: str | None = None  # an event id: page backwards from it
+
+
+def list_events(session: Session, filt: EventFilter, *, limit: int = 50) -> list[Event]:
+    statement = select(Event).where(col(Event.org_id) == filt.org_id)
+    if filt.status:
+        statement = statement.where(col(Event.status) == filt.status)
+    if filt.type:
+        statement = statement.where(col(Event.type) == filt.type)
+    if filt.source_id:
+        statement = statement.where(col(Event.source_id) == filt.source_id)
+    if filt.before:
+        statement = statement.where(col(Event.id) < filt.before)
+    return list(session.exec(statement.order_by(col(Event.id).desc()).limit(limit)))
+
+
+def get_event(session: Session, org_id: str, event_id: str) -> tuple[Event, list[Attempt]]:
+    event = session.get(Event, event_id)
+    if event is None or event.org_id != org_id:
+        raise NotFound(f"no event {event_id!r}")
+    attempts = session.exec(
+        select(Attempt).where(col(Attempt.event_id) == event_id).order_by(col(Attempt.id))
+    )
+    return event, list(attempts)
+
+
+def mark_actioned(session: Session, org_id: str, event_id: str, by: str) -> Event:
+    event, _ = get_event(session, org_id, event_id)
+    if event.actioned_at is None:
+        event.actioned_at = utcnow()
+        event.actioned_by = by
+        session.add(event)
+    return event

@@ -1,0 +1,1 @@
+"""Outbound integrations: configs, credentials, runs, and the Chargebee mapping."""

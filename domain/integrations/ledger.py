@@ -1,0 +1,106 @@
+"""What a Chargebee run records as it goes, each step in its own short transaction so a
+run cut off anywhere leaves an accurate account of what Chargebee holds."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, delete, select
+
+from domain.db import transaction
+from domain.integrations.chargebee_items import ChargeItem
+from domain.integrations.runs import Prepared
+from domain.integrations.sync import BillSync, ChargebeeLine, LineState
+
+
+def lines_on(engine: Engine, prepared: Prepared, invoice_id: str) -> list[ChargebeeLine]:
+    with transaction(engine) as session:
+        statement = select(ChargebeeLine).where(
+            ChargebeeLine.config_id == prepared.config_id,
+            ChargebeeLine.bill_id == prepared.bill_id,
+            ChargebeeLine.invoice_id == invoice_id,
+        )
+        return list(session.exec(statement.order_by(col(ChargebeeLine.id))))
+
+
+def claimed_line_ids(engine: Engine, invoice_id: str) -> set[str]:
+    """Line ids on this invoice that some run already recorded as its own."""
+    with transaction(engine) as session:
+        statement = select(ChargebeeLine.line_item_id).where(
+            ChargebeeLine.invoice_id == invoice_id, col(ChargebeeLine.line_item_id).is_not(None)
+        )
+        return {line_id for line_id in session.exec(statement) if line_id}
+
+
+def begin_add(
+    engine: Engine, prepared: Prepared, invoice_id: str, item: ChargeItem, ids_before: set[str]
+) -> ChargebeeLine:
+    key = f"{prepared.run_id}:{item.key}"[:100]
+    with transaction(engine) as session:
+        line = ChargebeeLine(
+            org_id=prepared.org_id,
+            config_id=prepared.config_id,
+            bill_id=prepared.bill_id,
+            invoice_id=invoice_id,
+            run_id=prepared.run_id,
+            item_key=item.key,
+            item_price_id=item.item_price_id,
+            fingerprint=item.fingerprint,
+            idempotency_key=key,
+            ids_before=sorted(ids_before),
+            form=item.form(),
+        )
+        session.add(line)
+    return line
+
+
+def finish_add(engine: Engine, line_row_id: int, line_item_id: str) -> None:
+    with transaction(engine) as session:
+        line = session.get(ChargebeeLine, line_row_id)
+        assert line is not None
+        line.state, line.line_item_id = LineState.ADDED, line_item_id
+        session.add(line)
+
+
+def forget(engine: Engine, rows: list[ChargebeeLine]) -> None:
+    if rows:
+        with transaction(engine) as session:
+            ids = [row.id for row in rows]
+            session.exec(delete(ChargebeeLine).where(col(ChargebeeLine.id).in_(ids)))
+
+
+def set_invoice(engine: Engine, prepared: Prepared, **values: object) -> None:
+    with transaction(engine) as session:
+        sync = session.get(BillSync, (prepared.config_id, prepared.bill_id))
+        assert sync is not None
+        for name, value in values.items():
+            setattr(sync, name, value)
+        session.add(sync)
+
+
+def record_created(
+    engine: Engine, prepared: Prepared, invoice_id: str, items_hash: str, line_ids: list[str]
+) -> None:
+    """A created invoice and its lines, in the order the items were sent."""
+    with transaction(engine) as session:
+        sync = session.get(BillSync, (prepared.config_id, prepared.bill_id))
+        assert sync is not None
+        sync.invoice_id, sync.items_hash, sync.pending_key = invoice_id, items_hash, None
+        sync.synced_version = prepared.bill_version
+        session.add(sync)
+        for item, line_id in zip(prepared.items, line_ids, strict=False):
+            session.add(
+                ChargebeeLine(
+                    org_id=prepared.org_id,
+                    config_id=prepared.config_id,
+                    bill_id=prepared.bill_id,
+                    invoice_id=invoice_id,
+                    run_id=prepared.run_id,
+                    item_key=item.key,
+                    item_price_id=item.item_price_id,
+                    fingerprint=item.fingerprint,
+                    state=LineState.ADDED,
+                    idempotency_key=f"{prepared.run_id}:create",
+                    line_item_id=line_id,
+                    form=item.form(),
+                )
+            )

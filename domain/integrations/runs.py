@@ -1,0 +1,370 @@
+"""Integration runs: one per (bill event, matching config), each a record with a status.
+
+``bill.generated`` / ``bill.approved`` → ``start_runs`` creates a run for every config
+that applies and appends ``integration.run.requested`` for it; processing that event
+performs the run (``workers.chargebee.sync``), with the spine's retries, leases and dead
+letters. A run that ends in error logs the error event its error class names.
+
+    WAITING → STARTED → COMPLETE
+                     ↘ AWAITING_RETRY → STARTED ...
+                     ↘ ERROR | AUTH_FAILED            (an integration.*.error event)
+    DISABLED: the config was disabled; the run is held, not sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, Text, col, select, update
+
+from domain.accounts import Account, get_account
+from domain.bills import Bill, get_bill
+from domain.clock import utcnow
+from domain.errors import TransientError
+from domain.eventlog import INTERNAL_PROVIDER, append_internal
+from domain.failures import count_failure, count_success
+from domain.handlers import InboundEvent, registry
+from domain.ids import new_id
+from domain.integrations.chargebee_items import BillToMap, ChargeItem, charge_items
+from domain.integrations.configs import IntegrationConfig, applies_to, get_config, runs_on
+from domain.integrations.credentials import get_credential
+from domain.integrations.errors import (
+    AuthenticationFailed,
+    IntegrationError,
+    MissingAccountMapping,
+)
+from domain.integrations.sync import BillSync
+from domain.mappings import MappedEntity, external_id_for
+from domain.retry import Decision, Retry
+from domain.scoping import owned
+from domain.secrets import SecretBox
+
+RUN_REQUESTED = "integration.run.requested"
+CHARGEBEE = "chargebee"
+
+
+class RunStatus(StrEnum):
+    WAITING = "WAITING"
+    STARTED = "STARTED"
+    COMPLETE = "COMPLETE"
+    ERROR = "ERROR"
+    AWAITING_RETRY = "AWAITING_RETRY"
+    AUTH_FAILED = "AUTH_FAILED"
+    DISABLED = "DISABLED"
+
+
+class IntegrationRun(SQLModel, table=True):
+    __tablename__ = "integration_run"
+    __table_args__ = (
+        sa.Index("ix_integration_run_config", "org_id", "config_id", "id"),
+        sa.Index("ix_integration_run_bill", "org_id", "bill_id"),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("run"), primary_key=True, max_length=40)
+    org_id: str = Field(foreign_key="organisation.id", max_length=40)
+    config_id: str = Field(foreign_key="integration_config.id", max_length=40)
+    bill_id: str = Field(foreign_key="bill.id", max_length=40)
+    trigger: str = Field(max_length=32)
+    trigger_event_id: str = Field(max_length=40)
+    request_event_id: str | None = Field(default=None, max_length=40)
+    status: str = Field(default=RunStatus.WAITING, max_length=16)
+    attempts: int = 0
+    bill_version: int | None = None
+    invoice_id: str | None = Field(default=None, max_length=100)
+    items_added: int = 0
+    items_removed: int = 0
+    error_type: str | None = Field(default=None, max_length=100)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    error_event_id: str | None = Field(default=None, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@registry.register(INTERNAL_PROVIDER, "bill.generated", name="integrations.start_runs")
+@registry.register(INTERNAL_PROVIDER, "bill.approved", name="integrations.start_runs_on_approval")
+def start_runs(session: Session, event: InboundEvent) -> None:
+    bill = get_bill(session, event.org_id, event.payload["bill_id"])
+    account = get_account(session, event.org_id, bill.account_id)
+    configs = session.exec(
+        select(IntegrationConfig)
+        .where(IntegrationConfig.org_id == event.org_id, IntegrationConfig.entity_type == "bill")
+        .order_by(col(IntegrationConfig.id))
+    )
+    for config in configs:
+        if runs_on(config, event.type) and applies_to(config, account):
+            _start_run(session, event, config, bill)
+
+
+def _start_run(
+    session: Session, event: InboundEvent, config: IntegrationConfig, bill: Bill
+) -> None:
+    run = IntegrationRun(
+        org_id=event.org_id,
+        config_id=config.id,
+        bill_id=bill.id,
+        trigger=event.type,
+        trigger_event_id=event.id,
+        status=RunStatus.WAITING if config.enabled else RunStatus.DISABLED,
+    )
+    session.add(run)
+    session.flush()
+    if config.enabled:
+        request = append_internal(
+            session,
+            org_id=event.org_id,
+            type=RUN_REQUESTED,
+            payload={"run_id": run.id, "config_id": config.id, "bill_id": bill.id},
+            caused_by=event.id,
+        )
+        run.request_event_id = request.id
+        session.add(run)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a Chargebee run needs, loaded and decided before any call."""
+
+    run_id: str
+    org_id: str
+    config_id: str
+    bill_id: str
+    bill_version: int
+    customer_id: str
+    site: str
+    api_key: str
+    create_invoice: bool
+    currency: str
+    items: list[ChargeItem]
+
+
+def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prepared | None:
+    """Mark the run started and work out what to send. None: the config is disabled, so
+    the run is held. Raises the run's ``IntegrationError`` when it cannot go out."""
+    run = session.get(IntegrationRun, run_id)
+    assert run is not None, run_id
+    config = get_config(session, run.org_id, run.config_id)
+    if not config.enabled:
+        run.status = RunStatus.DISABLED
+        session.add(run)
+        return None
+    run.status, run.attempts, run.started_at = RunStatus.STARTED, attempt, utcnow()
+    session.add(run)
+    if config.credential_id is None:
+        raise AuthenticationFailed(
+            f"integration {config.name!r} is not connected: attach a Chargebee credential"
+        )
+    credential = get_credential(session, run.org_id, config.credential_id)
+    bill = get_bill(session, run.org_id, run.bill_id)
+    account = get_account(session, run.org_id, bill.account_id)
+    entity = config.entity
+    lines = bill.lines()
+    product_prices = {
+        product: price
+        for product in {line.product_id for line in lines if line.product_id}
+        if (price := _mapped(session, config, MappedEntity.PRODUCT, product, "item_price"))
+    }
+    items = charge_items(
+        BillToMap(bill.currency, bill.period_start, bill.period_end, lines),
+        entity,
+        config.chargebee,
+        product_prices,
+    )
+    return Prepared(
+        run_id=run.id,
+        org_id=run.org_id,
+        config_id=config.id,
+        bill_id=bill.id,
+        bill_version=bill.version,
+        customer_id=_customer_id(session, config, account),
+        site=credential.site,
+        api_key=box.decrypt(credential.api_key_ciphertext),
+        create_invoice=config.chargebee.create_invoice,
+        currency=bill.currency,
+        items=items,
+    )
+
+
+def _customer_id(session: Session, config: IntegrationConfig, account: Account) -> str:
+    """The account's Chargebee customer: its external mapping when the config says so,
+    else its code (accounts made from Chargebee webhooks carry the customer id as code)."""
+    if not config.entity.use_external_mapping_account_code:
+        return account.code
+    customer = _mapped(session, config, MappedEntity.ACCOUNT, account.id, "customer")
+    if customer is None:
+        raise MissingAccountMapping(
+            f"account {account.code} ({account.id}) has no external mapping to a Chargebee customer"
+        )
+    return customer
+
+
+def _mapped(
+    session: Session, config: IntegrationConfig, entity: str, entity_id: str, table: str
+) -> str | None:
+    return external_id_for(
+        session,
+        config.org_id,
+        entity=entity,
+        entity_id=entity_id,
+        system=CHARGEBEE,
+        table=table,
+        config_id=config.id,
+        config_only=config.entity.enforce_external_mappings_for_config,
+    )
+
+
+def acquire_bill(session: Session, prepared: Prepared, lease_seconds: float) -> BillSync:
+    """Serialise runs of one (config, bill): another live run makes this one wait."""
+    now = utcnow()
+    try:
+        with session.begin_nested():
+            session.add(
+                BillSync(
+                    config_id=prepared.config_id, bill_id=prepared.bill_id, org_id=prepared.org_id
+                )
+            )
+    except IntegrityError:
+        pass
+    taken = session.exec(
+        update(BillSync)
+        .where(
+            col(BillSync.config_id) == prepared.config_id,
+            col(BillSync.bill_id) == prepared.bill_id,
+            sa.or_(
+                col(BillSync.locked_by).is_(None),
+                col(BillSync.locked_by) == prepared.run_id,
+                col(BillSync.locked_until) < now,
+            ),
+        )
+        .values(locked_by=prepared.run_id, locked_until=now + timedelta(seconds=lease_seconds))
+    )
+    if taken.rowcount != 1:
+        raise TransientError("another run is sending this bill to this config", retry_after=5)
+    sync = session.get(BillSync, (prepared.config_id, prepared.bill_id), populate_existing=True)
+    assert sync is not None
+    return sync
+
+
+def release_bill(session: Session, run_id: str) -> None:
+    session.exec(
+        update(BillSync)
+        .where(col(BillSync.locked_by) == run_id)
+        .values(locked_by=None, locked_until=None)
+    )
+
+
+def complete(session: Session, run_id: str, **results: Any) -> None:
+    run = session.get(IntegrationRun, run_id)
+    assert run is not None
+    for name, value in results.items():
+        setattr(run, name, value)
+    run.status, run.finished_at = RunStatus.COMPLETE, utcnow()
+    run.error_type = run.error_message = None
+    session.add(run)
+    release_bill(session, run_id)
+    count_success(session, IntegrationConfig, run.config_id)
+
+
+@registry.on_failure(INTERNAL_PROVIDER, RUN_REQUESTED)
+def record_run_failure(
+    session: Session, event: InboundEvent, error: BaseException, decision: Decision
+) -> None:
+    """A retry leaves the run AWAITING_RETRY and logs nothing yet (only finished runs
+    count); a run that gives up ends ERROR or AUTH_FAILED with its error event."""
+    run = session.get(IntegrationRun, event.payload["run_id"])
+    if run is None:
+        return
+    release_bill(session, run.id)
+    run.error_message = str(error)[:2000]
+    if isinstance(decision, Retry):
+        run.status = RunStatus.AWAITING_RETRY
+        session.add(run)
+        return
+    event_type = (
+        error.event_type if isinstance(error, IntegrationError) else "integration.perform.error"
+    )
+    run.status = (
+        RunStatus.AUTH_FAILED if isinstance(error, AuthenticationFailed) else RunStatus.ERROR
+    )
+    run.error_type, run.finished_at = event_type, utcnow()
+    error_event = append_internal(
+        session,
+        org_id=run.org_id,
+        type=event_type,
+        caused_by=event.id,
+        payload={
+            "run_id": run.id,
+            "config_id": run.config_id,
+            "bill_id": run.bill_id,
+            "message": run.error_message,
+            "error_class": type(error).__name__,
+        },
+    )
+    run.error_event_id = error_event.id
+    session.add(run)
+    count_failure(session, IntegrationConfig, run.config_id, now=utcnow(), caused_by=event.id)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    org_id: str
+    config_id: str | None = None
+    status: str | None = None
+    bill_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_runs(session: Session, filt: RunFilter, *, limit: int = 100) -> list[IntegrationRun]:
+    statement = select(IntegrationRun).where(IntegrationRun.org_id == filt.org_id)
+    if filt.config_id:
+        statement = statement.where(IntegrationRun.config_id == filt.config_id)
+    if filt.status:
+        statement = statement.where(IntegrationRun.status == filt.status)
+    if filt.bill_id:
+        statement = statement.where(IntegrationRun.bill_id == filt.bill_id)
+    if filt.since:
+        statement = statement.where(col(IntegrationRun.created_at) >= filt.since)
+    if filt.until:
+        statement = statement.where(col(IntegrationRun.created_at) < filt.until)
+    return list(session.exec(statement.order_by(col(IntegrationRun.id).desc()).limit(limit)))
+
+
+def get_run(session: Session, org_id: str, run_id: str) -> IntegrationRun:
+    return owned(session, IntegrationRun, org_id, run_id, "integration run")
+
+
+def disable_config(session: Session, config: IntegrationConfig, reason: str) -> None:
+    if config.enabled:
+        config.enabled, config.disabled_at, config.disabled_reason = False, utcnow(), reason
+        session.add(config)
+
+
+def enable_config(session: Session, config: IntegrationConfig) -> list[str]:
+    """Enable the config, start its error count again, and release the runs held while
+    it was disabled, oldest first. Returns the run events to publish."""
+    config.enabled, config.disabled_at, config.disabled_reason = True, None, None
+    config.consecutive_errors = 0
+    session.add(config)
+    held = session.exec(
+        select(IntegrationRun)
+        .where(IntegrationRun.config_id == config.id, IntegrationRun.status == RunStatus.DISABLED)
+        .order_by(col(IntegrationRun.id))
+    )
+    released = []
+    for run in held:
+        request = append_internal(
+            session,
+            org_id=run.org_id,
+            type=RUN_REQUESTED,
+            payload={"run_id": run.id, "config_id": config.id, "bill_id": run.bill_id},
+        )
+        run.status, run.request_event_id = RunStatus.WAITING, request.id
+        session.add(run)
+        released.append(request.id)
+    return released

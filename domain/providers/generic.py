@@ -1,0 +1,99 @@
+"""The Standard Webhooks scheme (standardwebhooks.com).
+
+Signed content is ``{webhook-id}.{webhook-timestamp}.{body}``; the signature header holds
+space-separated ``v1,<base64 HMAC-SHA256>`` entries (several during a key rotation); the
+secret is ``whsec_`` followed by base64 key bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.errors import InvalidInput, SignatureError
+from domain.providers.base import Envelope
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+
+
+def decode_secret(secret: str) -> bytes:
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("secret must be 'whsec_' followed by base64") from None
+    if len(key) < 16:
+        raise InvalidInput("secret must hold at least 16 bytes of key")
+    return key
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value a sender computes; used by tests and examples."""
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(decode_secret(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class GenericProvider:
+    name = "generic"
+    kept_headers = ("content-type", "user-agent", "webhook-id", "webhook-timestamp")
+    redacted_headers = ("webhook-signature",)
+
+    def generate_secret(self) -> str:
+        return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+    def check_secret(self, secret: str) -> None:
+        decode_secret(secret)
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, secret: str, now: float, tolerance: int
+    ) -> None:
+        msg_id = headers.get("webhook-id")
+        timestamp = headers.get("webhook-timestamp")
+        signatures = headers.get("webhook-signature")
+        if not msg_id or not timestamp or not signatures:
+            raise SignatureError(
+                "missing_signature",
+                "webhook-id, webhook-timestamp and webhook-signature headers are required",
+            )
+        try:
+            sent_at = int(timestamp)
+        except ValueError:
+            raise SignatureError("bad_timestamp", "webhook-timestamp must be an integer") from None
+        if abs(now - sent_at) > tolerance:
+            raise SignatureError(
+                "stale_timestamp", f"webhook-timestamp is more than {tolerance}s from now"
+            )
+        expected = sign(secret, msg_id, sent_at, body).split(",", 1)[1].encode()
+        matched = False
+        for candidate in signatures.split():
+            version, _, value = candidate.partition(",")
+            # Compare every candidate so timing does not reveal which one matched.
+            if version == "v1" and hmac.compare_digest(value.encode(), expected):
+                matched = True
+        if not matched:
+            raise SignatureError("bad_signature", "no webhook-signature matches the payload")
+
+    def envelope(self, headers: Mapping[str, str], payload: Any) -> Envelope:
+        event_type = payload.get("type") if isinstance(payload, dict) else None
+        occurred = None
+        raw_time = payload.get("timestamp") if isinstance(payload, dict) else None
+        if isinstance(raw_time, str):
+            try:
+                parsed = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
+                occurred = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            except ValueError:
+                occurred = None
+        if occurred is None and headers.get("webhook-timestamp", "").isdigit():
+            occurred = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+        return Envelope(
+            external_id=headers.get("webhook-id"),
+            type=event_type if isinstance(event_type, str) and event_type else "unknown",
+            occurred_at=occurred,
+        )

@@ -1,0 +1,82 @@
+"""Paddle Billing webhooks: ``Paddle-Signature: ts=<unix>;h1=<hex HMAC-SHA256 of
+"ts:body">`` with the notification destination's secret key; several ``h1`` may be present
+while a secret rotates; the timestamp must be within the tolerance.
+
+Event JSON: ``event_id``, ``event_type``, ``occurred_at`` (RFC 3339), ``data``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.errors import InvalidInput, SignatureError
+from domain.providers.base import Envelope
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Paddle-Signature`` value Paddle would send."""
+    digest = hmac.new(secret.encode(), f"{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return f"ts={timestamp};h1={digest}"
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class PaddleProvider:
+    name = "paddle"
+    kept_headers = ("content-type", "user-agent")
+    redacted_headers = ("paddle-signature",)
+
+    def generate_secret(self) -> str:
+        return "pdl_ntfset_" + secrets.token_hex(24)
+
+    def check_secret(self, secret: str) -> None:
+        if len(secret) < 16:
+            raise InvalidInput("secret must be the notification destination's secret key")
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, secret: str, now: float, tolerance: int
+    ) -> None:
+        header = headers.get("paddle-signature")
+        if not header:
+            raise SignatureError("missing_signature", "the Paddle-Signature header is required")
+        timestamp, candidates = None, []
+        for part in header.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == "ts":
+                timestamp = value
+            elif key == "h1":
+                candidates.append(value)
+        if timestamp is None or not timestamp.isdigit() or not candidates:
+            raise SignatureError("missing_signature", "Paddle-Signature needs ts= and h1=")
+        if abs(now - int(timestamp)) > tolerance:
+            raise SignatureError(
+                "stale_timestamp", f"the timestamp is more than {tolerance}s from now"
+            )
+        expected = sign(secret, int(timestamp), body).split("h1=", 1)[1].encode()
+        matched = False
+        for candidate in candidates:
+            if hmac.compare_digest(candidate.encode(), expected):
+                matched = True
+        if not matched:
+            raise SignatureError("bad_signature", "no h1 signature matches the payload")
+
+    def envelope(self, headers: Mapping[str, str], payload: Any) -> Envelope:
+        data = payload if isinstance(payload, dict) else {}
+        return Envelope(
+            external_id=str(data["event_id"]) if data.get("event_id") else None,
+            type=str(data.get("event_type") or "unknown"),
+            occurred_at=parse_time(data.get("occurred_at")),
+        )

@@ -1,0 +1,61 @@
+"""When to try again: exponential backoff with full jitter, capped, honouring the other
+side's ``Retry-After``; and when to give up."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from domain.errors import PermanentError, TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float = 2.0
+    cap_seconds: float = 600.0
+    max_attempts: int = 8
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        Full jitter (uniform in [0, min(cap, base * 2^(attempt-1))]) spreads a herd of
+        retries; a ``retry_after`` from the other side is a floor, clamped to the cap.
+        """
+        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+        delay = rng.uniform(0, ceiling)
+        if retry_after is not None and retry_after > 0:
+            delay = max(delay, min(retry_after, self.cap_seconds))
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay_seconds: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str  # "permanent" or "exhausted"
+
+
+Decision = Retry | GiveUp
+
+
+def decide(
+    policy: RetryPolicy,
+    error: BaseException,
+    attempt: int,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Anything that is not a ``PermanentError`` is retried: unexpected exceptions are
+    usually passing (a lock, a restart), and a bug fixed by a deploy then heals itself."""
+    if isinstance(error, PermanentError):
+        return GiveUp("permanent")
+    if attempt >= policy.max_attempts:
+        return GiveUp("exhausted")
+    retry_after = error.retry_after if isinstance(error, TransientError) else None
+    delay = policy.delay(attempt, retry_after, rng or random.Random())  # noqa: S311
+    return Retry(delay, now + timedelta(seconds=delay))

@@ -1,0 +1,172 @@
+"""Configuration from ``METERBRIDGE_*`` environment variables (and a ``.env`` file).
+
+With nothing set, meterbridge runs embedded: SQLite and Celery's filesystem transport
+under ``METERBRIDGE_DATA_DIR``. Production points the URLs at Postgres, Redis or RabbitMQ
+and SMTP.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "METERBRIDGE_"
+
+URL_SCHEMES = {
+    "database_url": ("sqlite", "postgresql", "postgresql+psycopg", "postgres"),
+    "broker_url": ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp"),
+    "smtp_url": ("smtp", "smtps"),
+}
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(Path(".meterbridge"), description="Embedded database, queue, mail.")
+    database_url: str = Field("", description="Empty: SQLite file under the data dir.")
+    broker_url: str = Field("", description="Empty: Celery filesystem transport in the data dir.")
+    smtp_url: str = Field("", description="Empty: emails are written as .eml files.")
+    secret_key: SecretStr | None = Field(
+        None, description="Fernet key for secrets at rest; empty: a key file in the data dir."
+    )
+    queue: str = Field("meterbridge", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    handler_modules: list[str] = Field(default_factory=list)
+
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = Field(8000, ge=1, le=65535)
+    flower_port: int = Field(5555, ge=1, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    publish_linger_ms: float = Field(
+        100.0, ge=0, le=1000, description="How long intake waits to batch events per message."
+    )
+    signature_tolerance_seconds: int = Field(300, ge=1)
+
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_cap_seconds: float = Field(600.0, gt=0)
+    retry_max_attempts: int = Field(8, ge=1)
+    task_time_limit_seconds: int = Field(300, ge=1)
+    visibility_timeout_seconds: int = Field(3600, ge=10)
+    outbox_grace_seconds: float = Field(30.0, gt=0)
+    sweep_interval_seconds: float = Field(5.0, gt=0)
+    worker_concurrency: int = Field(2, ge=1)
+
+    chargebee_url_template: str = Field(
+        "https://{site}.chargebee.com/api/v2",
+        description="Where a Chargebee site's API lives; {site} comes from the credential.",
+    )
+    http_timeout_seconds: float = Field(30.0, gt=0)
+    mail_from: str = Field("meterbridge@localhost", min_length=3, max_length=320)
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url", "broker_url", "smtp_url")
+    @classmethod
+    def _check_scheme(cls, value: str, info: ValidationInfo) -> str:
+        schemes = URL_SCHEMES[info.field_name or ""]
+        if value and value.split("://", 1)[0] not in schemes:
+            raise ValueError(f"scheme must be one of {', '.join(schemes)}")
+        return value
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if not self.database_url:
+            return f"sqlite:///{(self.data_dir / 'meterbridge.db').resolve()}"
+        scheme, rest = self.database_url.split("://", 1)
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
+        return self.database_url
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url or self.broker_url.startswith("filesystem")
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def lease_seconds(self) -> int:
+        """How long a claimed event belongs to one worker: a little past the hard time
+        limit, after which Celery has killed the task whatever it was doing."""
+        return self.task_time_limit_seconds + 5
+
+    @property
+    def countdown_limit_seconds(self) -> float:
+        """Longest retry wait kept as a broker countdown; longer waits wait in the database."""
+        return self.visibility_timeout_seconds / 2
+
+    def broker_transport_options(self) -> dict[str, Any]:
+        if self.embedded_broker:
+            queue_dir = (self.data_dir / "queue").resolve()
+            return {
+                "data_folder_in": str(queue_dir / "messages"),
+                "data_folder_out": str(queue_dir / "messages"),
+                "control_folder": str(queue_dir / "control"),
+                "processed_folder": str(queue_dir / "processed"),
+                "store_processed": False,
+                "polling_interval": 0.1,
+            }
+        return {"visibility_timeout": self.visibility_timeout_seconds}
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.embedded_broker:
+            for folder in self.broker_transport_options().values():
+                if isinstance(folder, str):
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{env_name(field)}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings shared by the worker app and the receiver's publishing client."""
+    return {
+        "broker_url": settings.celery_broker_url,
+        "broker_transport_options": settings.broker_transport_options(),
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 4,
+        "task_default_queue": settings.queue,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        # A task is acknowledged after it ran; a worker killed mid-task gives it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "task_soft_time_limit": settings.task_time_limit_seconds * 0.9,
+        # Messages carry batches: one in hand per process keeps the queue in the broker,
+        # where any free process can take it.
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Flower and `celery events` need task events.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+    }

@@ -1,0 +1,40 @@
+"""Every table, imported in one place so that metadata and migrations see them all."""
+
+from sqlmodel import SQLModel
+
+from domain.accounts import Account
+from domain.bills import Bill
+from domain.events import Attempt, Event, LedgerEntry
+from domain.integrations.configs import IntegrationConfig
+from domain.integrations.credentials import Credential
+from domain.integrations.runs import IntegrationRun
+from domain.integrations.sync import BillSync, ChargebeeLine
+from domain.mappings import ExternalMapping
+from domain.notifications import Email
+from domain.organisations import ApiKey, Organisation
+from domain.sources import Source
+from domain.subscriptions.projection import AccountPlan
+from domain.users import User
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Account",
+    "AccountPlan",
+    "ApiKey",
+    "Attempt",
+    "Bill",
+    "BillSync",
+    "ChargebeeLine",
+    "Credential",
+    "Email",
+    "Event",
+    "ExternalMapping",
+    "IntegrationConfig",
+    "IntegrationRun",
+    "LedgerEntry",
+    "Organisation",
+    "Source",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import structlog
+from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from domain.processing import Done, Failed, Outcome, Skipped
+from domain.retry import Retry
+from tasks.publish import enqueue
+from workers.celery_app import app
+from workers.runtime import runtime
+
+log = structlog.get_logger(__name__)
+
+#: Options of every task that processes events: only the database being unreachable
+#: escapes the processor, and Celery retries that.
+EVENT_TASK_OPTIONS: dict = {
+    "bind": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+@app.task(name="meterbridge.process_event", **EVENT_TASK_OPTIONS)
+def process_event(self: Task, event_id: str) -> str:
+    """Process one stored event: claim it, run its handlers once, record the outcome."""
+    return process(self, event_id)
+
+
+@app.task(name="meterbridge.process_events", **EVENT_TASK_OPTIONS)
+def process_events(self: Task, event_ids: list[str]) -> list[str]:
+    """Process a batch of stored events (intake publishes them in batches under load)."""
+    outcomes = runtime().processor.process_batch(
+        event_ids, task_id=self.request.id, worker=self.request.hostname
+    )
+    return [
+        _settle(self, event_id, outcome)
+        for event_id, outcome in zip(event_ids, outcomes, strict=True)
+    ]
+
+
+def process(task: Task, event_id: str) -> str:
+    """The body of every single-event task."""
+    outcome = runtime().processor.process(
+        event_id, task_id=task.request.id, worker=task.request.hostname
+    )
+    return _settle(task, event_id, outcome)
+
+
+def _single(task_name: str) -> str:
+    """The task that retries one event of a task's batch."""
+    return "meterbridge.process_event" if task_name == "meterbridge.process_events" else task_name
+
+
+def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
+    """Log the outcome, publish the events it appended, schedule a short retry."""
+    structlog.contextvars.bind_contextvars(event_id=event_id)
+    if isinstance(outcome, Done | Failed) and outcome.follow_ups:
+        enqueue(outcome.follow_ups)
+    match outcome:
+        case Skipped(reason):
+            log.info("event.skipped", reason=reason)
+            return f"skipped: {reason}"
+        case Done(status, attempt):
+            log.info("event.done", status=str(status), attempt=attempt)
+            return str(status)
+        case Failed(Retry(delay_seconds=delay), attempt, error, countdown):
+            log.warning(
+                "event.retry", attempt=attempt, error=type(error).__name__, delay=round(delay, 3)
+            )
+            # Short waits ride on a countdown; long ones wait in the database for the sweeper.
+            if countdown:
+                app.send_task(_single(task.name), args=[event_id], countdown=delay)
+            return "retrying"
+        case Failed(decision, attempt, error, _):
+            log.error(
+                "event.dead", attempt=attempt, error=type(error).__name__, reason=decision.reason
+            )  # type: ignore[union-attr]
+            return "dead"
+    raise AssertionError(f"unhandled outcome {outcome!r}")

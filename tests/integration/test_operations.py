@@ -1,0 +1,207 @@
+"""What an operator sees and runs: Flower, logs, `meterbridge dev`, refusal to start on an
+unmigrated database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from domain.events import EventStatus
+from tests.integration.test_pipeline import wait_final
+from tests.support.environment import REPO
+from tests.support.processes import CLI, Proc, Stack, free_port, wait_for
+from tests.support.webhooks import new_source, send, signed_headers
+
+
+def test_flower_shows_the_task_with_its_event_id(running: Stack) -> None:
+    env = running.env
+    port = free_port()
+    flower = Proc(
+        "flower",
+        [*CLI, "flower", "--port", str(port)],
+        env.process_env(FLOWER_UNAUTHENTICATED_API="true"),
+        running.logs / "flower.log",
+    )
+    try:
+        api = f"http://127.0.0.1:{port}/api"
+        wait_for(lambda: _get(f"{api}/workers?refresh=1"), timeout=60, what="flower's API")
+        source_id, secret = new_source(env)
+        with httpx.Client() as client:
+            event_id = send(client, running.receiver_url, source_id, secret, "test.effect").json()[
+                "event_id"
+            ]
+        wait_final(env, event_id)
+
+        def task_in_flower() -> dict | None:
+            tasks = _get(f"{api}/tasks?taskname=meterbridge.process_event") or {}
+            return next((t for t in tasks.values() if event_id in (t.get("args") or "")), None)
+
+        task = wait_for(task_in_flower, timeout=30, what="the task in Flower")
+        assert task["name"] == "meterbridge.process_event"
+        assert task["state"] == "SUCCESS"
+        info = _get(f"{api}/task/info/{task['uuid']}")
+        assert info is not None
+        assert event_id in info["args"]
+        assert info["worker"]
+        workers = _get(f"{api}/workers")
+        assert workers
+    finally:
+        flower.stop()
+
+
+def _get(url: str) -> dict | None:
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def test_task_logs_carry_context_and_no_secrets_or_payloads(running: Stack) -> None:
+    env = running.env
+    source_id, secret = new_source(env)
+    canary = "canary-7f3a9c1e"  # a value only the payload holds
+    with httpx.Client() as client:
+        event_id = send(
+            client,
+            running.receiver_url,
+            source_id,
+            secret,
+            "test.transient",
+            fail_times=1,
+            card=canary,
+        ).json()["event_id"]
+    assert wait_final(env, event_id) == EventStatus.PROCESSED
+    worker_log = "".join(proc.log() for proc in running.procs if proc.name == "worker")
+    ours = [
+        json.loads(line)
+        for line in worker_log.splitlines()
+        if line.startswith("{") and event_id in line
+    ]
+    steps = [line for line in ours if line["event"] in ("event.retry", "event.done")]
+    assert [line["event"] for line in steps] == ["event.retry", "event.done"]
+    for line in steps:
+        assert line["event_id"] == event_id
+        assert line["source_id"] == source_id
+        assert line["task_id"]
+        assert isinstance(line["attempt"], int)
+    assert [line["attempt"] for line in steps] == [1, 2]
+    everything = worker_log + "".join(proc.log() for proc in running.procs)
+    assert canary not in everything
+    assert secret not in everything
+    assert secret.removeprefix("whsec_") not in everything
+
+
+def _fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERBRIDGE_")}
+    env.update(
+        METERBRIDGE_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=str(REPO),
+        COLUMNS="200",
+        **extra,
+    )
+    return env
+
+
+def test_processes_refuse_an_unmigrated_database(tmp_path: Path) -> None:
+    env = _fresh_env(tmp_path)
+    for command in (["receiver"], ["worker"], ["beat"], ["sources", "list"]):
+        result = subprocess.run(
+            [*CLI, *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1, command
+        assert "run `meterbridge migrate` first" in result.stderr, command
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    env = _fresh_env(tmp_path, METERBRIDGE_BROKER_URL="kafka://nope", METERBRIDGE_RECEIVER_PORT="x")
+    result = subprocess.run([*CLI, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "METERBRIDGE_BROKER_URL" in result.stderr
+    assert "METERBRIDGE_RECEIVER_PORT" in result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_dev_runs_the_embedded_stack_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    env = _fresh_env(tmp_path, METERBRIDGE_LOG_FORMAT="json")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "dev", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=(tmp_path / "dev.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _get(f"{base}/readyz"), timeout=60, what="dev's receiver")
+        created = subprocess.run(
+            [*CLI, "sources", "create", "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert created.returncode == 0, created.stderr
+        secret = next(w for w in created.stdout.split() if w.startswith("whsec_"))
+        source_id = next(w for w in created.stdout.split() if w.startswith("src_"))
+        body = b'{"type": "demo.ping", "data": {}}'
+        response = httpx.post(
+            f"{base}/webhooks/{source_id}", content=body, headers=signed_headers(secret, body)
+        )
+        assert response.status_code == 202
+        event_id = response.json()["event_id"]
+
+        def shown_status() -> str | None:
+            shown = subprocess.run(
+                [*CLI, "events", "show", event_id, "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=tmp_path,
+            )
+            status = json.loads(shown.stdout)["status"] if shown.returncode == 0 else None
+            return status if status == EventStatus.IGNORED else None
+
+        wait_for(shown_status, timeout=60, interval=0.5, what="the event to be processed")
+        children = _descendants(dev.pid)
+        assert len(children) >= 3
+    finally:
+        dev.send_signal(signal.SIGINT)
+        code = dev.wait(timeout=60)
+    assert code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert "stopped" in (tmp_path / "dev.log").read_text()
+    assert [pid for pid in children if _alive(pid)] == []
+
+
+def _descendants(pid: int) -> list[int]:
+    result = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
+    parents: dict[int, list[int]] = {}
+    for line in result.stdout.splitlines():
+        child, parent = (int(part) for part in line.split())
+        parents.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"

@@ -1,0 +1,125 @@
+"""Driving bills out through the admin API, as an operator or the billing platform would."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from domain.db import transaction
+from domain.organisations import create_organisation
+from tests.support.environment import Environment
+from tests.support.fake_chargebee import API_KEY, FakeChargebee
+from tests.support.processes import wait_for
+
+FINAL_RUN = {"COMPLETE", "ERROR", "AUTH_FAILED", "DISABLED"}
+PERIOD = {"period_start": "2026-10-01", "period_end": "2026-11-01", "currency": "USD"}
+
+
+class Api:
+    """An organisation of its own, and its API key."""
+
+    def __init__(self, env: Environment, base_url: str) -> None:
+        with transaction(env.engine) as session:
+            org, key = create_organisation(session, f"test-{uuid.uuid4().hex[:8]}")
+        self.org_id = org.id
+        self.http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None, status: int | None = None) -> Any:
+        response = self.http.post(path, json=body or {})
+        expected = status or (
+            201 if response.request.method == "POST" and response.status_code == 201 else 200
+        )
+        assert response.status_code == expected, response.text
+        return response.json()
+
+    def account(self, code: str | None = None, **fields: Any) -> dict[str, Any]:
+        code = code or f"cus_{uuid.uuid4().hex[:10]}"
+        return self.post("/api/v1/accounts", {"code": code, "name": code, **fields})
+
+    def credential(self, api_key: str = API_KEY) -> dict[str, Any]:
+        return self.post(
+            "/api/v1/credentials", {"name": "cb", "site": "acme-test", "api_key": api_key}
+        )
+
+    def config(self, credential_id: str | None = "auto", **options: Any) -> dict[str, Any]:
+        if credential_id == "auto":
+            credential_id = self.credential()["id"]
+        entity = {k: options.pop(k) for k in list(options) if k in ENTITY_OPTIONS}
+        body = {
+            "name": options.pop("name", "chargebee"),
+            "credential_id": credential_id,
+            "entity_config": entity,
+            "destination_config": {
+                "default_price_id": "cb-default",
+                **options.pop("chargebee", {}),
+            },
+            **options,
+        }
+        return self.post("/api/v1/integrations", body)
+
+    def bill(self, account_id: str, lines: list[dict[str, Any]], **period: str) -> dict[str, Any]:
+        body = {"account_id": account_id, **PERIOD, **period, "line_items": lines}
+        return self.post("/api/v1/bills", body)
+
+    def approve(self, bill_id: str) -> dict[str, Any]:
+        return self.post(f"/api/v1/bills/{bill_id}/approve")
+
+    def runs(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.get("/api/v1/integration-runs", **filters)
+
+    def wait_runs(self, bill_id: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """Wait until the bill has ``count`` runs, all finished; oldest first."""
+
+        def finished() -> list[dict[str, Any]] | None:
+            runs = self.runs(bill_id=bill_id)
+            done = len(runs) >= count and all(run["status"] in FINAL_RUN for run in runs)
+            return list(reversed(runs)) if done else None
+
+        return wait_for(finished, timeout=timeout, interval=0.2, what=f"{count} runs of {bill_id}")
+
+    def wait_event(self, event_id: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_for(
+            lambda: (
+                (e := self.get(f"/api/v1/events/{event_id}"))["status"]
+                in ("processed", "ignored", "dead")
+                and e
+            ),
+            timeout=timeout,
+            what=f"event {event_id}",
+        )
+
+
+ENTITY_OPTIONS = {
+    "only_send_on_approval",
+    "use_external_mapping_account_code",
+    "excluded_line_item_types",
+    "account_filter",
+    "enforce_external_mappings_for_config",
+}
+
+
+def summary(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What a person checks on the invoice: item price, quantity, unit amount, amount."""
+    return sorted(
+        (
+            line["entity_id"],
+            line["quantity_in_decimal"] or line["quantity"],
+            line["unit_amount_in_decimal"] or line["unit_amount"],
+            line["amount"],
+        )
+        for line in lines
+    )
+
+
+def prepare_customer(fake: FakeChargebee, api: Api, **fields: Any) -> tuple[dict[str, Any], str]:
+    account = api.account(**fields)
+    return account, fake.pending_invoice(account["code"])

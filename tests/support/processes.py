@@ -1,0 +1,148 @@
+"""Real processes for integration tests: receiver (uvicorn), Celery worker, beat, Flower.
+
+Each runs in its own process group, logs to a file the test can read, and is stopped
+(or SIGKILLed) as a group so no prefork child outlives its test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.environment import REPO, Environment
+
+CLI = [sys.executable, "-m", "workers.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 30) -> None:
+        regex = re.compile(pattern)
+
+        def seen() -> bool:
+            if self.popen.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.popen.returncode}):\n{self.log()[-3000:]}"
+                )
+            return bool(regex.search(self.log()))
+
+        wait_for(seen, timeout=timeout, what=f"{self.name} to log {pattern!r}")
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+        if signum == signal.SIGKILL:
+            self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.kill(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=timeout)
+        self.kill(signal.SIGKILL)
+        self._log.close()
+
+
+class Stack:
+    """The processes of one test environment."""
+
+    def __init__(self, env: Environment, logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[Proc] = []
+        self.receiver_url = ""
+
+    def _start(self, name: str, args: list[str], **env: str) -> Proc:
+        count = sum(1 for proc in self.procs if proc.name.startswith(name))
+        proc = Proc(
+            name, [*CLI, *args], self.env.process_env(**env), self.logs / f"{name}-{count}.log"
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_receiver(self, *, wait: bool = True, **env: str) -> Proc:
+        port = free_port()
+        proc = self._start("receiver", ["receiver", "--port", str(port)], **env)
+        self.receiver_url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_for(
+                lambda: _healthy(self.receiver_url, proc), timeout=30, what="receiver /healthz"
+            )
+        return proc
+
+    def start_worker(self, *, concurrency: int = 2, wait: bool = True, **env: str) -> Proc:
+        proc = self._start(
+            "worker",
+            ["worker", "--concurrency", str(concurrency), "--hostname", f"w{len(self.procs)}@%h"],
+            **env,
+        )
+        if wait:
+            proc.wait_for_log(r"ready\.", timeout=60)
+        return proc
+
+    def start_beat(self, **env: str) -> Proc:
+        proc = self._start("beat", ["beat"], **env)
+        proc.wait_for_log(r"beat: Starting", timeout=30)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def _healthy(url: str, proc: Proc) -> bool:
+    if proc.popen.poll() is not None:
+        raise AssertionError(f"receiver exited ({proc.popen.returncode}):\n{proc.log()[-3000:]}")
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

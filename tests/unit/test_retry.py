@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.errors import PermanentError, TransientError
+from domain.retry import GiveUp, Retry, RetryPolicy, decide
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+POLICY = RetryPolicy(base_seconds=2, cap_seconds=60, max_attempts=5)
+
+
+@given(attempt=st.integers(1, 40), seed=st.integers())
+def test_full_jitter_stays_between_zero_and_the_capped_exponential(attempt: int, seed: int) -> None:
+    delay = POLICY.delay(attempt, None, random.Random(seed))
+    assert 0 <= delay <= min(60, 2 * 2 ** (attempt - 1))
+
+
+def test_delays_spread_rather_than_march_in_step() -> None:
+    rng = random.Random(7)
+    delays = {round(POLICY.delay(4, None, rng), 3) for _ in range(50)}
+    assert len(delays) > 40
+
+
+@given(retry_after=st.floats(0.1, 10_000), seed=st.integers())
+def test_retry_after_is_a_floor_clamped_to_the_cap(retry_after: float, seed: int) -> None:
+    delay = POLICY.delay(1, retry_after, random.Random(seed))
+    assert delay >= min(retry_after, 60)
+    assert delay <= 60
+
+
+def test_transient_errors_retry_until_attempts_are_used_up() -> None:
+    error = TransientError("timeout", retry_after=3)
+    decision = decide(POLICY, error, 1, NOW, random.Random(1))
+    assert isinstance(decision, Retry)
+    assert decision.at == NOW + timedelta(seconds=decision.delay_seconds)
+    assert decision.delay_seconds >= 3
+    assert decide(POLICY, error, 5, NOW) == GiveUp("exhausted")
+
+
+def test_permanent_errors_give_up_at_once() -> None:
+    assert decide(POLICY, PermanentError("bad mapping"), 1, NOW) == GiveUp("permanent")
+
+
+def test_unexpected_exceptions_are_retried_like_transient_ones() -> None:
+    assert isinstance(decide(POLICY, KeyError("x"), 1, NOW), Retry)
+    assert decide(POLICY, KeyError("x"), 5, NOW) == GiveUp("exhausted")

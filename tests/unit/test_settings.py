@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domain.secrets import SecretBox, generate_key, secret_box
+from domain.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("DATABASE_URL", "BROKER_URL", "SMTP_URL"):
+        monkeypatch.delenv(f"METERBRIDGE_{name}", raising=False)
+    monkeypatch.setenv("METERBRIDGE_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve()}/meterbridge.db"
+    assert settings.celery_broker_url == "filesystem://"
+    assert settings.broker_transport_options()["control_folder"].startswith(str(tmp_path.resolve()))
+
+
+def test_postgres_urls_use_psycopg() -> None:
+    settings = Settings(database_url="postgresql://u@db:5432/mb")
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@db:5432/mb"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("METERBRIDGE_DATABASE_URL", "mysql://x"),
+        ("METERBRIDGE_BROKER_URL", "sqs://"),
+        ("METERBRIDGE_SMTP_URL", "http://mail"),
+        ("METERBRIDGE_RECEIVER_PORT", "eighty"),
+        ("METERBRIDGE_RETRY_MAX_ATTEMPTS", "0"),
+        ("METERBRIDGE_LOG_FORMAT", "xml"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert variable in str(raised.value)
+
+
+def test_secrets_round_trip_and_rotate() -> None:
+    old, new = generate_key(), generate_key()
+    token = SecretBox([old]).encrypt("whsec_abc")
+    assert "whsec_abc" not in token
+    assert SecretBox([new, old]).decrypt(token) == "whsec_abc"
+    with pytest.raises(SettingsError, match="METERBRIDGE_SECRET_KEY"):
+        SecretBox([new]).decrypt(token)
+
+
+def test_a_server_database_requires_a_secret_key() -> None:
+    with pytest.raises(SettingsError, match="METERBRIDGE_SECRET_KEY"):
+        secret_box(Settings(database_url="postgresql://u@db/mb", secret_key=None))
+    with pytest.raises(SettingsError, match="METERBRIDGE_SECRET_KEY"):
+        secret_box(Settings(secret_key="not-a-key"))
+
+
+def test_embedded_installs_keep_a_key_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url="", secret_key=None)
+    token = secret_box(settings).encrypt("x")
+    assert secret_box(settings).decrypt(token) == "x"
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,1 @@
+"""How it all runs: the Celery app, its signals and schedule, and the process entry points."""

@@ -1,0 +1,1 @@
+"""Chargebee: the HTTP client and the run that keeps an invoice in step with a bill."""

@@ -1,0 +1,136 @@
+"""``meterbridge dead-letters``: list and replay events that could not be processed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+
+from domain.clock import utcnow
+from domain.deadletters import DeadLetterFilter, count_dead, list_dead, replay_matching
+from domain.organisations import DEFAULT_ORG_ID
+from workers.cli.common import (
+    console,
+    fail,
+    migrated_engine,
+    print_json,
+    print_table,
+    session_for,
+    settings,
+    when,
+)
+
+app = typer.Typer(
+    help="Dead letters: events that failed permanently or ran out of attempts.",
+    no_args_is_help=True,
+)
+
+Source = Annotated[str | None, typer.Option("--source", help="Only this source id.")]
+Type = Annotated[str | None, typer.Option("--type", help="Only this event type.")]
+Error = Annotated[str | None, typer.Option("--error", help="Last error contains this text.")]
+Since = Annotated[datetime | None, typer.Option(help="Died at or after (UTC).")]
+Until = Annotated[datetime | None, typer.Option(help="Died before (UTC).")]
+Org = Annotated[str, typer.Option("--org", help="Organisation id.")]
+
+
+def _filter(
+    org: str,
+    ids: tuple[str, ...],
+    source: str | None,
+    type: str | None,
+    error: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> DeadLetterFilter:
+    def aware(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+    return DeadLetterFilter(
+        org,
+        event_ids=ids,
+        source_id=source,
+        type=type,
+        error_contains=error,
+        since=aware(since),
+        until=aware(until),
+    )
+
+
+@app.command("list")
+def list_(
+    source: Source = None,
+    type: Type = None,
+    error: Error = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List dead letters, oldest first, with why they died."""
+    filt = _filter(org, (), source, type, error, since, until)
+    with session_for(settings()) as session:
+        events = list_dead(session, filt, limit=limit)
+        total = count_dead(session, filt)
+    if as_json:
+        print_json([event.model_dump(exclude={"payload", "headers"}) for event in events])
+        return
+    print_table(
+        f"dead letters ({len(events)} of {total})",
+        ["id", "source", "type", "reason", "attempts", "died", "last error"],
+        [
+            (e.id, e.source_id, e.type, e.dead_reason, e.attempts, when(e.dead_at), e.last_error)
+            for e in events
+        ],
+    )
+
+
+@app.command("replay")
+def replay_(
+    event_id: Annotated[str | None, typer.Argument(help="One event id; or use filters.")] = None,
+    source: Source = None,
+    type: Type = None,
+    error: Error = None,
+    since: Since = None,
+    until: Until = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed.")
+    ] = False,
+    org: Org = DEFAULT_ORG_ID,
+) -> None:
+    """Send dead letters back for processing. Their history is kept; replaying an event
+    that is no longer dead does nothing."""
+    filt = _filter(org, (event_id,) if event_id else (), source, type, error, since, until)
+    if filt == DeadLetterFilter(org) and not all_:
+        fail("name an event id or a filter, or pass --all", code=2)
+    config = settings()
+    with session_for(config) as session:
+        total = count_dead(session, filt)
+        if dry_run:
+            events = list_dead(session, filt, limit=10_000)
+    if total == 0:
+        fail("no dead letters match" + (f" (is {event_id} dead?)" if event_id else ""))
+    if dry_run:
+        print_table(
+            f"would replay {total}",
+            ["id", "type", "reason", "last error"],
+            [(e.id, e.type, e.dead_reason, e.last_error) for e in events],
+        )
+        if total > len(events):
+            console.print(f"... and {total - len(events)} more")
+        return
+    from tasks.publish import enqueue
+
+    engine = migrated_engine(config)
+    replayed = 0
+    chunks = replay_matching(engine, filt, now=utcnow(), grace_seconds=config.outbox_grace_seconds)
+    with Progress(console=console, transient=total < 100) as progress:
+        task = progress.add_task("replaying", total=total)
+        for moved in chunks:
+            replayed += enqueue(moved)
+            progress.advance(task, len(moved))
+    engine.dispose()
+    console.print(f"replayed {replayed} of {total} dead letters")

@@ -1,0 +1,114 @@
+"""``meterbridge integrations``: outbound integration configs and their runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from domain.integrations.configs import get_config, list_configs
+from domain.integrations.runs import (
+    RUN_REQUESTED,
+    RunFilter,
+    disable_config,
+    enable_config,
+    list_runs,
+)
+from domain.organisations import DEFAULT_ORG_ID
+from workers.cli.common import console, print_json, print_table, session_for, settings, when
+
+app = typer.Typer(help="Integration configs: where approved bills go.", no_args_is_help=True)
+
+Org = Annotated[str, typer.Option("--org", help="Organisation id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command("list")
+def list_(org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
+    """List configs with their state: enabled, connected, successive errors."""
+    with session_for(settings()) as session:
+        configs = list_configs(session, org)
+    if as_json:
+        print_json([config.model_dump() for config in configs])
+        return
+    print_table(
+        "integrations",
+        [
+            "id",
+            "name",
+            "destination",
+            "enabled",
+            "connected",
+            "errors in a row",
+            "disabled at",
+            "reason",
+        ],
+        [
+            (
+                c.id,
+                c.name,
+                c.destination,
+                c.enabled,
+                c.connected,
+                c.consecutive_errors,
+                when(c.disabled_at),
+                c.disabled_reason,
+            )
+            for c in configs
+        ],
+    )
+
+
+@app.command()
+def show(config_id: str, org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
+    """Show a config, its options and its latest runs."""
+    with session_for(settings()) as session:
+        config = get_config(session, org, config_id)
+        runs = list_runs(session, RunFilter(org, config_id=config_id), limit=20)
+    data = config.model_dump()
+    data["connected"] = config.connected
+    if as_json:
+        data["runs"] = [run.model_dump() for run in runs]
+        print_json(data)
+        return
+    for key, value in data.items():
+        console.print(f"{key:32} {value if value is not None else '-'}", highlight=False)
+    print_table(
+        "latest runs",
+        ["run", "bill", "status", "added", "removed", "error", "created"],
+        [
+            (
+                r.id,
+                r.bill_id,
+                r.status,
+                r.items_added,
+                r.items_removed,
+                r.error_message,
+                when(r.created_at),
+            )
+            for r in runs
+        ],
+    )
+
+
+@app.command()
+def disable(
+    config_id: str,
+    reason: Annotated[str, typer.Option(help="Why; shown with the config.")] = "disabled by a user",
+    org: Org = DEFAULT_ORG_ID,
+) -> None:
+    """Disable a config: its runs are recorded as DISABLED and held, not sent."""
+    with session_for(settings()) as session:
+        disable_config(session, get_config(session, org, config_id), reason)
+    console.print(f"{config_id} disabled; its runs are held")
+
+
+@app.command()
+def enable(config_id: str, org: Org = DEFAULT_ORG_ID) -> None:
+    """Enable a config, reset its error count, and release its held runs in order."""
+    with session_for(settings()) as session:
+        released = enable_config(session, get_config(session, org, config_id))
+    from tasks.publish import enqueue
+
+    enqueue((event_id, RUN_REQUESTED) for event_id in released)
+    console.print(f"{config_id} enabled; {len(released)} held runs released")

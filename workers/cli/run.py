@@ -1,0 +1,239 @@
+"""Commands that run processes: dev, receiver, worker, beat, flower, and migrate."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from domain.db import make_engine
+from domain.providers.generic import sign as sign_generic
+from domain.schema import current_revision, head_revision, upgrade
+from domain.secrets import generate_key
+from workers.cli.common import console, fail, migrated_engine, settings
+
+STOP_TIMEOUT_SECONDS = 20
+
+
+def register(app: typer.Typer) -> None:
+    for command in (dev, receiver, worker, beat, flower, migrate, secret_key, sign):
+        app.command()(command)
+
+
+def migrate() -> None:
+    """Apply the database migrations (safe to run again; does nothing when up to date)."""
+    config = settings()
+    config.ensure_dirs()
+    engine = make_engine(config)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+    except Exception as exc:
+        fail(f"migration failed: {type(exc).__name__}: {exc}")
+    finally:
+        engine.dispose()
+    head = head_revision(engine)
+    if before == head:
+        console.print(f"database already at revision {head}")
+    else:
+        console.print(f"database migrated from {before or 'empty'} to {head}")
+
+
+def receiver(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address [default: METERBRIDGE_RECEIVER_HOST]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: METERBRIDGE_RECEIVER_PORT]")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve webhook intake and the admin API (uvicorn)."""
+    import uvicorn
+
+    config = settings()
+    config.ensure_dirs()
+    migrated_engine(config).dispose()
+    uvicorn.run(
+        "receiver.app:create_app",
+        factory=True,
+        host=host or config.receiver_host,
+        port=port or config.receiver_port,
+        workers=workers,
+        access_log=access_log,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Processes [default: METERBRIDGE_WORKER_CONCURRENCY]")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "prefork",
+    hostname: Annotated[str | None, typer.Option(help="Worker name, as Flower shows it.")] = None,
+) -> None:
+    """Run a Celery worker that processes events. Start more (here or on other machines,
+    with the same configuration) to scale out."""
+    config = settings()
+    config.ensure_dirs()
+    migrated_engine(config).dispose()
+    from workers.celery_app import app
+
+    argv = [
+        "worker",
+        f"--concurrency={concurrency or config.worker_concurrency}",
+        f"--pool={pool}",
+        f"--queues={config.queue}",
+        "--task-events",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
+
+
+def beat() -> None:
+    """Run Celery beat: the schedule that starts the outbox sweeper. Run exactly one."""
+    config = settings()
+    config.ensure_dirs()
+    migrated_engine(config).dispose()
+    from workers.celery_app import app
+
+    app.start(["beat"])
+
+
+def flower(
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: METERBRIDGE_FLOWER_PORT]")
+    ] = None,
+    address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+) -> None:
+    """Run Flower, the web monitor for workers and tasks."""
+    config = settings()
+    config.ensure_dirs()
+    from workers.celery_app import app
+
+    app.start(["flower", f"--port={port or config.flower_port}", f"--address={address}"])
+
+
+def dev(
+    with_flower: Annotated[bool, typer.Option("--flower", help="Also run Flower.")] = False,
+    port: Annotated[int | None, typer.Option(help="Receiver port.")] = None,
+) -> None:
+    """Migrate, then run receiver, worker and beat (and Flower with --flower) together.
+    Ctrl-C stops them all."""
+    config = settings()
+    migrate()
+    base = [sys.executable, "-m", "workers.cli"]
+    commands = {
+        "receiver": [*base, "receiver", *(["--port", str(port)] if port else [])],
+        "worker": [*base, "worker"],
+        "beat": [*base, "beat"],
+    }
+    if with_flower:
+        commands["flower"] = [*base, "flower"]
+    receiver_port = port or config.receiver_port
+    console.print(f"receiver  http://{config.receiver_host}:{receiver_port}  (docs at /docs)")
+    if with_flower:
+        console.print(f"flower    http://127.0.0.1:{config.flower_port}")
+    console.print("data      " + str(config.data_dir.resolve()))
+    console.print("Ctrl-C stops everything.\n")
+    _supervise(commands)
+
+
+def _supervise(commands: dict[str, list[str]]) -> None:
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    # Each child leads its own process group, so the terminal's Ctrl-C reaches only us and
+    # we stop them in order; killing the group also ends prefork children.
+    children = {
+        name: subprocess.Popen(command, start_new_session=True)
+        for name, command in commands.items()
+    }
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                console.print(f"[red]{name} exited with {child.returncode}; stopping the rest[/]")
+                exit_code, stopping = 1, True
+                break
+        time.sleep(0.3)
+    _stop_all(children)
+    raise typer.Exit(exit_code)
+
+
+def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    # SIGTERM to each leader only: a Celery worker then shuts its pool down itself.
+    for child in children.values():
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for name, child in children.items():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            console.print(f"{name} did not stop in {STOP_TIMEOUT_SECONDS}s; killing it")
+        _signal_group(child, signal.SIGKILL)  # stragglers in the group, if any
+        child.wait()
+    console.print("stopped")
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signum)
+
+
+def secret_key() -> None:
+    """Print a new key for METERBRIDGE_SECRET_KEY."""
+    typer.echo(generate_key())
+
+
+def sign(
+    secret: Annotated[
+        str, typer.Option(help="The source's whsec_ secret.", envvar="WEBHOOK_SECRET")
+    ],
+    data: Annotated[str | None, typer.Option(help="The JSON body.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the JSON body from a file.")] = None,
+    msg_id: Annotated[str | None, typer.Option("--id", help="webhook-id [default: random]")] = None,
+    url: Annotated[str | None, typer.Option(help="Print a curl command for this URL.")] = None,
+) -> None:
+    """Sign a body with the Standard Webhooks scheme, as a sender would (for trying a source)."""
+    if (data is None) == (file is None):
+        fail("give exactly one of --data or --file", code=2)
+    body = file.read_bytes() if file else (data or "").encode()
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        fail(f"the body is not JSON: {exc}", code=2)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time())
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_generic(secret, msg_id, timestamp, body),
+    }
+    if url is None:
+        for name, value in headers.items():
+            typer.echo(f"{name}: {value}")
+        return
+    parts = ["curl", "-sS", "-X", "POST", url, "-H", "'content-type: application/json'"]
+    parts += [f"-H '{name}: {value}'" for name, value in headers.items()]
+    body_text = body.decode().replace("'", "'\\''")
+    parts.append(f"--data '{body_text}'")
+    typer.echo(" ".join(parts))

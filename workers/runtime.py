@@ -1,0 +1,68 @@
+"""What a worker process builds once: settings, database engine, the processor.
+
+Built lazily in the process that uses it, so a prefork child never shares its parent's
+database connections.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from domain.db import make_engine
+from domain.handlers import load_handler_modules, registry
+from domain.logs import configure_logging
+from domain.processing import Processor
+from domain.retry import RetryPolicy
+from domain.secrets import SecretBox, secret_box
+from domain.settings import Settings, load_settings
+
+#: Modules whose import registers meterbridge's own event handlers.
+BUILTIN_HANDLER_MODULES = (
+    "domain.integrations.runs",
+    "domain.notifications",
+    "domain.subscriptions.handlers",
+    "tasks.integration_runs",
+    "tasks.emails",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    processor: Processor
+    box: SecretBox
+
+
+_runtime: Runtime | None = None
+_pid: int | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime, _pid
+    if _runtime is None or _pid != os.getpid():
+        _runtime, _pid = _build(load_settings()), os.getpid()
+    return _runtime
+
+
+def _build(settings: Settings) -> Runtime:
+    configure_logging(settings.log_level, settings.log_format)
+    load_handler_modules([*BUILTIN_HANDLER_MODULES, *settings.handler_modules])
+    engine = make_engine(settings)
+    policy = RetryPolicy(
+        base_seconds=settings.retry_base_seconds,
+        cap_seconds=settings.retry_cap_seconds,
+        max_attempts=settings.retry_max_attempts,
+    )
+    processor = Processor(
+        engine,
+        registry,
+        policy,
+        lease_seconds=settings.lease_seconds,
+        countdown_limit_seconds=settings.countdown_limit_seconds,
+        grace_seconds=settings.outbox_grace_seconds,
+    )
+    return Runtime(settings, engine, processor, secret_box(settings))
