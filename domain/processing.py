@@ -1,7 +1,8 @@
 """Processing one event: claim it, run its handlers idempotently, record the outcome.
 
-Claims are leases: a worker that dies mid-event leaves the event ``processing`` with a
-``lease_until`` in the past, and whoever claims it next marks the lost attempt. Every
+Claims are leases: a worker that dies mid-event leaves the event ``processing`` until
+``lease_until`` passes (or at once, when its parent saw it die: ``release_lost_claims``),
+and whoever claims it next marks the lost attempt. Every
 outcome is written with a fence (``attempts`` must still equal the claim's attempt
 number), so a worker whose lease ran out can never overwrite a newer attempt.
 """
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 
 from domain.clock import utcnow
 from domain.db import transaction
@@ -151,6 +152,47 @@ def _mark_lost_attempts(session: Session, event_id: str, now: datetime) -> None:
             error_message="worker stopped before recording an outcome; lease expired",
         )
     )
+
+
+def release_lost_claims(
+    session: Session, task_id: str, event_ids: list[str], now: datetime
+) -> list[str]:
+    """End the leases a task held when its worker process died under it.
+
+    Only the worker's parent process can know that a pool process died mid-task (it
+    reaps the child); it calls this before the message is redelivered, so the next claim
+    need not wait out the lease. Fenced like every other write: only an event still
+    processing under that task's attempt is released."""
+    started = session.exec(
+        select(Attempt.id, Attempt.event_id, Attempt.number).where(
+            col(Attempt.event_id).in_(event_ids),
+            col(Attempt.task_id) == task_id,
+            col(Attempt.outcome) == AttemptOutcome.STARTED,
+        )
+    ).all()
+    released = []
+    for attempt_id, event_id, number in started:
+        result = session.exec(
+            update(Event)
+            .where(
+                col(Event.id) == event_id,
+                col(Event.status) == EventStatus.PROCESSING,
+                col(Event.attempts) == number,
+            )
+            .values(lease_until=now)
+        )
+        if result.rowcount == 1:
+            session.exec(
+                update(Attempt)
+                .where(col(Attempt.id) == attempt_id)
+                .values(
+                    outcome=AttemptOutcome.LOST,
+                    finished_at=now,
+                    error_message="worker process died before recording an outcome",
+                )
+            )
+            released.append(event_id)
+    return released
 
 
 def inbound(event: Event) -> InboundEvent:

@@ -21,6 +21,7 @@ EVENT_TASK_OPTIONS: dict = {
     "retry_backoff_max": 60,
     "retry_jitter": True,
     "max_retries": 20,
+    "Request": "tasks.requests:EventTaskRequest",
 }
 
 

@@ -43,7 +43,11 @@ _pid: int | None = None
 
 def runtime() -> Runtime:
     global _runtime, _pid
-    if _runtime is None or _pid != os.getpid():
+    if _runtime is not None and _pid != os.getpid():
+        # A forked pool process: leave the parent's pooled connections to the parent.
+        _runtime.engine.dispose(close=False)
+        _runtime = None
+    if _runtime is None:
         _runtime, _pid = _build(load_settings()), os.getpid()
     return _runtime
 

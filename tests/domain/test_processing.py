@@ -13,7 +13,7 @@ from domain.db import transaction
 from domain.errors import TransientError
 from domain.events import Attempt, AttemptOutcome, Event, EventStatus, LedgerEntry
 from domain.handlers import HandlerRegistry, InboundEvent
-from domain.processing import Done, Failed, Processor, Skipped, claim
+from domain.processing import Done, Failed, Processor, Skipped, claim, release_lost_claims
 from domain.retry import GiveUp, Retry, RetryPolicy
 from tests.domain import factories
 from tests.support import handlers
@@ -205,6 +205,35 @@ def test_an_expired_lease_is_reclaimed_and_the_lost_attempt_recorded(env: Enviro
     with transaction(env.engine) as session:
         assert not record_done(session, dead_claim, EventStatus.PROCESSED, utcnow())
     assert effects_of(env, event_id) == ["effect", "second"]
+
+
+def test_claims_of_a_dead_pool_process_are_released_only_for_its_own_attempt(
+    env: Environment,
+) -> None:
+    source_id = factories.source(env)
+    mine, taken_over = (factories.event(env, source_id, "test.effect") for _ in range(2))
+    now = utcnow()
+    with transaction(env.engine) as session:
+        for event_id in (mine, taken_over):
+            claim(
+                session, event_id, now=now - timedelta(seconds=120), lease_seconds=60, task_id="t1"
+            )
+    # another worker already took over the second event after the lease ran out
+    with transaction(env.engine) as session:
+        claim(session, taken_over, now=now, lease_seconds=60, task_id="t2")
+
+    with transaction(env.engine) as session:
+        released = release_lost_claims(session, "t1", [mine, taken_over], now)
+
+    assert released == [mine]
+    event, attempts = load(env, mine)
+    assert (event.status, event.lease_until) == (EventStatus.PROCESSING, now)
+    assert [a.outcome for a in attempts] == ["lost"]
+    assert processor(env).process(mine) == Done(EventStatus.PROCESSED, 2)
+    event, attempts = load(env, taken_over)
+    assert event.lease_until is not None
+    assert event.lease_until > now
+    assert [a.outcome for a in attempts] == ["lost", "started"]
 
 
 def test_a_transient_handler_error_leaves_no_partial_effect(env: Environment) -> None:

@@ -47,14 +47,17 @@ def users(api: Api, count: int = 2) -> list[dict]:
 def emails_sent(api: Api, count: int) -> None:
     """Wait until the organisation's email.send events are all processed: only then is a
     second copy of an email ruled out."""
-    wait_for(
-        lambda: (
-            [e["status"] for e in api.get("/api/v1/events", type="email.send")]
-            == ["processed"] * count
-        ),
-        timeout=60,
-        what=f"{count} emails sent",
-    )
+    seen: list[dict] = []
+
+    def all_processed() -> bool:
+        seen[:] = api.get("/api/v1/events", type="email.send")
+        return [e["status"] for e in seen] == ["processed"] * count
+
+    try:
+        wait_for(all_processed, timeout=60, what=f"{count} emails sent")
+    except AssertionError as timed_out:
+        detail = [(e["id"], e["status"], e["attempts"]) for e in seen]
+        raise AssertionError(f"{timed_out}; email.send events: {detail}") from None
 
 
 def disabled_events(api: Api, config_id: str) -> list[dict]:

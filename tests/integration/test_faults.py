@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -53,6 +54,31 @@ def test_a_worker_killed_mid_handler_leaves_the_effect_exactly_once(
     assert wait_final(env, event_id, timeout=60) == EventStatus.PROCESSED
     assert effects_of(env, event_id) == ["slow"]
     assert [a.outcome for a in attempts_of(env, event_id)] == ["lost", "succeeded"]
+
+
+def test_a_pool_process_killed_mid_handler_is_retried_at_once_not_after_its_lease(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The OOM killer's way: one pool process dies, its worker lives on. The worker's
+    parent gives the claim back, so the retry does not wait out the 305 s lease."""
+    env = stack.env
+    stack.start_receiver()
+    stack.start_worker(concurrency=1)  # default time limit: the lease is 305 s
+    source_id, secret = new_source(env)
+    marker = tmp_path / "mid-handler"
+    with httpx.Client() as client:
+        event_id = send(
+            client, stack.receiver_url, source_id, secret, "test.slow", marker=str(marker)
+        ).json()["event_id"]
+
+    wait_for(marker.exists, timeout=30, what="the handler to start")
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the pool process, not the worker
+
+    assert wait_final(env, event_id, timeout=30) == EventStatus.PROCESSED
+    assert effects_of(env, event_id) == ["slow"]
+    history = attempts_of(env, event_id)
+    assert [a.outcome for a in history] == ["lost", "succeeded"]
+    assert history[0].error_message == "worker process died before recording an outcome"
 
 
 def test_a_worker_killed_after_commit_does_not_repeat_the_effect(stack: Stack) -> None:

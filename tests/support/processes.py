@@ -84,8 +84,12 @@ class Proc:
             self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 20) -> None:
+        """Stop the way a process manager does: SIGTERM to the main process alone (a
+        Celery worker then finishes its running tasks), then SIGKILL to whatever of the
+        group is left."""
         if self.popen.poll() is None:
-            self.kill(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
         self.kill(signal.SIGKILL)
