@@ -9,6 +9,8 @@ number), so a worker whose lease ran out can never overwrite a newer attempt.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -209,8 +211,17 @@ def inbound(event: Event) -> InboundEvent:
     )
 
 
+#: Told how long each handler run took: (handler name, seconds, whether it succeeded).
+HandlerObserver = Callable[[str, float, bool], None]
+
+
 def run_handlers(
-    session: Session, event: InboundEvent, handlers: list[Handler], *, first_try: bool = False
+    session: Session,
+    event: InboundEvent,
+    handlers: list[Handler],
+    *,
+    first_try: bool = False,
+    observe: HandlerObserver | None = None,
 ) -> None:
     """Run the handlers the ledger does not show as done, adding their ledger rows in the
     caller's transaction: effects and the proof of them commit together or not at all.
@@ -219,7 +230,15 @@ def run_handlers(
     for handler in handlers:
         if not first_try and session.get(LedgerEntry, (event.id, handler.name)) is not None:
             continue
-        handler.func(session, event)
+        started = time.perf_counter()
+        try:
+            handler.func(session, event)
+        except BaseException:
+            if observe is not None:
+                observe(handler.name, time.perf_counter() - started, False)
+            raise
+        if observe is not None:
+            observe(handler.name, time.perf_counter() - started, True)
         session.add(
             LedgerEntry(
                 event_id=event.id, handler=handler.name, org_id=event.org_id, committed_at=utcnow()
@@ -335,6 +354,7 @@ class Processor:
     lease_seconds: float
     countdown_limit_seconds: float
     grace_seconds: float
+    observe_handler: HandlerObserver | None = None
 
     def process(
         self, event_id: str, *, task_id: str | None = None, worker: str | None = None
@@ -396,7 +416,13 @@ class Processor:
         try:
             with session.begin_nested():
                 first_try = claimed.attempt_number == 1 and claimed.replay == 0
-                run_handlers(session, claimed.event, handlers, first_try=first_try)
+                run_handlers(
+                    session,
+                    claimed.event,
+                    handlers,
+                    first_try=first_try,
+                    observe=self.observe_handler,
+                )
                 if record_done(session, claimed, status, utcnow()) and claimed.event.source_id:
                     count_success(session, Source, claimed.event.source_id)
         except Exception as error:

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     outbox_grace_seconds: float = Field(30.0, gt=0)
     sweep_interval_seconds: float = Field(5.0, gt=0)
     worker_concurrency: int = Field(2, ge=1)
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Where a worker serves Prometheus metrics; unset: off."
+    )
+    worker_metrics_address: str = "127.0.0.1"
 
     chargebee_url_template: str = Field(
         "https://{site}.chargebee.com/api/v2",

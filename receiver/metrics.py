@@ -2,8 +2,8 @@
 
 Intake counts and times every webhook in-process. The state of the work is read when
 scraped, from the event log and the broker: events still open by status, the age of the
-oldest event not yet processed, and the broker queue's depth. (Per-task counts and
-runtimes of the workers are on Flower's own ``/metrics``.)
+oldest event not yet processed, and the broker queue's depth. (Each worker serves its own
+counts and handler durations: ``workers.metrics``.)
 """
 
 from __future__ import annotations

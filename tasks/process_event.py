@@ -7,6 +7,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from domain.processing import Done, Failed, Outcome, Skipped
 from domain.retry import Retry
 from tasks.publish import enqueue
+from workers import metrics
 from workers.celery_app import app
 from workers.runtime import runtime
 
@@ -67,8 +68,10 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
             return f"skipped: {reason}"
         case Done(status, attempt):
             log.info("event.done", status=str(status), attempt=attempt)
+            metrics.events_processed.labels(str(status)).inc()
             return str(status)
         case Failed(Retry(delay_seconds=delay), attempt, error, countdown):
+            metrics.events_retried.inc()
             log.warning(
                 "event.retry", attempt=attempt, error=type(error).__name__, delay=round(delay, 3)
             )
@@ -77,6 +80,7 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
                 app.send_task(_single(task.name), args=[event_id], countdown=delay)
             return "retrying"
         case Failed(decision, attempt, error, _):
+            metrics.events_dead.inc()
             log.error(
                 "event.dead", attempt=attempt, error=type(error).__name__, reason=decision.reason
             )  # type: ignore[union-attr]

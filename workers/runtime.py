@@ -18,6 +18,7 @@ from domain.processing import Processor
 from domain.retry import RetryPolicy
 from domain.secrets import SecretBox, secret_box
 from domain.settings import Settings, load_settings
+from workers.metrics import observe_handler
 
 #: Modules whose import registers meterbridge's own event handlers.
 BUILTIN_HANDLER_MODULES = (
@@ -68,5 +69,6 @@ def _build(settings: Settings) -> Runtime:
         lease_seconds=settings.lease_seconds,
         countdown_limit_seconds=settings.countdown_limit_seconds,
         grace_seconds=settings.outbox_grace_seconds,
+        observe_handler=observe_handler,
     )
     return Runtime(settings, engine, processor, secret_box(settings))

@@ -1,4 +1,5 @@
-"""Worker signals: refuse to start on an unmigrated database; bind task context to logs."""
+"""Worker signals: refuse to start on an unmigrated database, serve metrics, bind task
+context to logs."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import logging
 from typing import Any
 
 import structlog
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_ready
 
 from domain.logs import configure_logging
 from domain.schema import require_migrated
 from domain.settings import load_settings
+from workers import metrics
 from workers.runtime import runtime
+
+log = structlog.get_logger(__name__)
 
 
 @setup_logging.connect
@@ -29,6 +33,23 @@ def _logging(**_: Any) -> None:
 @worker_init.connect
 def _check_schema(**_: Any) -> None:
     require_migrated(runtime().engine)
+
+
+@worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    settings = runtime().settings
+    if settings.worker_metrics_port is None:
+        return
+    try:
+        metrics.serve(settings.worker_metrics_port, settings.worker_metrics_address)
+    except OSError as error:  # a taken port must not stop the work
+        log.error("metrics.not_served", port=settings.worker_metrics_port, error=str(error))
+        return
+    log.info(
+        "metrics.serving",
+        address=settings.worker_metrics_address,
+        port=settings.worker_metrics_port,
+    )
 
 
 @task_prerun.connect

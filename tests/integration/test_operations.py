@@ -1,5 +1,5 @@
-"""What an operator sees and runs: Flower, logs, `meterbridge dev`, refusal to start on an
-unmigrated database."""
+"""What an operator sees and runs: Flower, worker metrics, logs, `meterbridge dev`, refusal
+to start on an unmigrated database."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from domain.events import EventStatus
 from tests.integration.test_pipeline import wait_final
@@ -62,6 +63,46 @@ def _get(url: str) -> dict | None:
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
+
+
+def worker_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_a_worker_serves_the_summed_metrics_of_its_pool_processes(stack: Stack) -> None:
+    env = stack.env
+    port = free_port()
+    stack.start_receiver()
+    stack.start_worker(concurrency=2, METERBRIDGE_WORKER_METRICS_PORT=str(port))
+    stack.start_beat()
+    source_id, secret = new_source(env)
+    with httpx.Client() as client:
+        sent = [
+            send(client, stack.receiver_url, source_id, secret, "test.effect", n=n)
+            for n in range(6)
+        ]
+        sent.append(
+            send(client, stack.receiver_url, source_id, secret, "test.transient", fail_times=1)
+        )
+        sent.append(send(client, stack.receiver_url, source_id, secret, "test.permanent"))
+    finals = [wait_final(env, response.json()["event_id"]) for response in sent]
+    assert finals == [EventStatus.PROCESSED] * 7 + [EventStatus.DEAD]
+
+    samples = worker_samples(f"http://127.0.0.1:{port}/metrics")
+    effect = "tests.support.handlers.record_effect"
+    flaky = "tests.support.handlers.flaky"
+    assert samples[("meterbridge_events_processed_total", (("status", "processed"),))] == 7
+    assert samples[("meterbridge_events_retried_total", ())] == 1
+    assert samples[("meterbridge_events_dead_total", ())] == 1
+    count = "meterbridge_handler_duration_seconds_count"
+    assert samples[(count, (("handler", effect), ("outcome", "success")))] == 6
+    assert samples[(count, (("handler", flaky), ("outcome", "error")))] == 1
+    assert samples[(count, (("handler", flaky), ("outcome", "success")))] == 1
 
 
 def test_task_logs_carry_context_and_no_secrets_or_payloads(running: Stack) -> None:

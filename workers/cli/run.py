@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -84,10 +87,12 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Worker name, as Flower shows it.")] = None,
 ) -> None:
     """Run a Celery worker that processes events. Start more (here or on other machines,
-    with the same configuration) to scale out."""
+    with the same configuration) to scale out. With METERBRIDGE_WORKER_METRICS_PORT set,
+    it serves Prometheus metrics of all its processes there."""
     config = settings()
     config.ensure_dirs()
     migrated_engine(config).dispose()
+    _use_multiprocess_metrics_dir()
     from workers.celery_app import app
 
     argv = [
@@ -100,6 +105,23 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
+
+
+def _use_multiprocess_metrics_dir() -> None:
+    """Give this worker and the pool processes it forks a fresh directory for their
+    metrics (prometheus_client's multiprocess mode), removed when the worker exits.
+    prometheus_client reads the variable when first imported, so this runs before."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess dir was set")
+    path = tempfile.mkdtemp(prefix="meterbridge-worker-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # not in a pool process that inherited the hook
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
 
 
 def beat() -> None:
