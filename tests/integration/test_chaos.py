@@ -1,15 +1,18 @@
 """Chaos with nothing lost: a load of a few thousand events runs while a fault is injected,
 then the invariants are checked. Every test runs its own Postgres and Redis (throwaway
-servers on free ports), never the machine's shared ones.
+servers on free ports), never the machine's shared ones, and its own SMTP server and fake
+Chargebee.
 
 Invariants: every accepted event is processed, its effect exactly once; nothing is left
-pending, processing or retrying; every attempt is recorded."""
+pending, processing or retrying; every attempt is recorded; every email arrives once;
+every bill is charged once."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +22,24 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from domain.db import transaction
 from domain.events import Attempt, Event, EventStatus
-from tests.conftest import require_binary
+from domain.notifications import SEND_EMAIL
+from domain.users import create_user
+from tests.conftest import outside_env, require_binary
 from tests.support import handlers
+from tests.support.billing import Api, prepare_customer, summary
 from tests.support.environment import Environment, make_env
+from tests.support.fake_chargebee import FakeChargebee
 from tests.support.processes import Stack, wait_for
 from tests.support.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.support.smtp import SmtpServer
 from tests.support.webhooks import body_of, new_source, signed_headers
 
 LOAD = 2000
+EMAILS = 200
+BILLS = 30
+STANDING = {"type": "STANDING_CHARGE", "quantity": 1, "unit_price": "49.00", "subtotal": "49.00"}
 
 
 @pytest.fixture
@@ -54,6 +66,7 @@ def chaos(servers: tuple[ThrowawayPostgres, ThrowawayRedis], tmp_path: Path) -> 
         outbox_grace_seconds=3,
         sweep_interval_seconds=1,
         visibility_timeout_seconds=20,
+        retry_max_attempts=30,  # about half a minute of 1 s retries: outages outlast 4
     )
     stack = Stack(env, tmp_path)
     yield stack
@@ -61,19 +74,30 @@ def chaos(servers: tuple[ThrowawayPostgres, ThrowawayRedis], tmp_path: Path) -> 
     env.engine.dispose()
 
 
-async def _post_all(url: str, source_id: str, secret: str, count: int, kind: str) -> list[str]:
+@pytest.fixture
+def outside() -> Iterator[tuple[FakeChargebee, SmtpServer]]:
+    fake = FakeChargebee(hang_seconds=4).start()
+    smtp = SmtpServer().start()
+    yield fake, smtp
+    smtp.stop()
+    fake.stop()
+
+
+async def _post_all(
+    url: str, source_id: str, secret: str, count: int, kind: str, **data: str
+) -> list[str]:
     accepted: list[str] = []
     limit = asyncio.Semaphore(16)
 
     async def one(client: httpx.AsyncClient, n: int) -> None:
-        body = body_of(kind, n=n, sleep=0.005)
+        body = body_of(kind, n=n, sleep=0.005, **data)
         for _ in range(100):  # a sender retries a 503 (and a refused connection) later
             async with limit:
                 try:
                     response = await client.post(
                         f"{url}/webhooks/{source_id}",
                         content=body,
-                        headers=signed_headers(secret, body, f"msg_{n}"),
+                        headers=signed_headers(secret, body, f"{kind}_{n}"),
                     )
                 except httpx.TransportError:
                     response = None
@@ -212,3 +236,90 @@ def test_a_postgres_restart_during_intake_answers_503_then_202_and_half_writes_n
         ).one()
     # the probes answered 503 were not stored; every event stored was acknowledged
     assert stored == len(accepted) + statuses.count(202)
+
+
+def statuses(env: Environment, *types: str) -> dict[str, int]:
+    with Session(env.engine) as session:
+        rows = session.exec(
+            select(Event.status, sa.func.count())
+            .where(Event.type.in_(types))  # type: ignore[attr-defined]
+            .group_by(Event.status)
+        ).all()
+    return {str(status): count for status, count in rows}
+
+
+def failed_email_attempts(env: Environment) -> int:
+    with Session(env.engine) as session:
+        return session.exec(
+            select(sa.func.count())
+            .select_from(Attempt)
+            .join(Event, Event.id == Attempt.event_id)  # type: ignore[arg-type]
+            .where(Event.type == SEND_EMAIL, Attempt.outcome == "retry")
+        ).one()
+
+
+def test_an_smtp_server_down_under_load_gets_every_email_once_when_back(
+    chaos: Stack, outside: tuple[FakeChargebee, SmtpServer]
+) -> None:
+    fake, smtp = outside
+    chaos.start_receiver()
+    chaos.start_beat()
+    chaos.start_worker(**outside_env(fake, smtp))
+    with transaction(chaos.env.engine) as session:
+        user = create_user(session, "org_default", "Ops", "ops@example.com")
+    source_id, secret = new_source(chaos.env)
+    smtp.stop()
+
+    async def load() -> tuple[list[str], list[str]]:
+        url = chaos.receiver_url
+        return await asyncio.gather(
+            _post_all(url, source_id, secret, LOAD, "test.effect"),
+            _post_all(url, source_id, secret, EMAILS, "test.email", user_id=user.id, to=user.email),
+        )
+
+    effect_ids, _ = asyncio.run(load())
+    # the server stays down until many sends have failed and been put off
+    wait_for(lambda: failed_email_attempts(chaos.env) >= 50, timeout=120, what="sends to fail")
+    assert smtp.messages == []
+    smtp.start()
+
+    assert_invariants(chaos.env, effect_ids)
+    wait_for(
+        lambda: statuses(chaos.env, "test.email", SEND_EMAIL) == {"processed": 2 * EMAILS},
+        timeout=120,
+        interval=1,
+        what="every email sent",
+    )
+    subjects = sorted(message["Subject"] for message in smtp.to(user.email))
+    assert subjects == sorted(f"notice {n}" for n in range(EMAILS))  # each exactly once
+
+
+def test_chargebee_failing_under_load_charges_every_bill_exactly_once(
+    chaos: Stack, outside: tuple[FakeChargebee, SmtpServer]
+) -> None:
+    fake, smtp = outside
+    fake.price("cb-default")
+    chaos.start_receiver()
+    chaos.start_beat()
+    chaos.start_worker(**outside_env(fake, smtp))
+    api = Api(chaos.env, chaos.receiver_url)
+    api.config()
+    customers = [prepare_customer(fake, api) for _ in range(BILLS)]
+    fake.fail_next(6, "500")
+    fake.fail_next(4, "429", retry_after=1)
+    fake.fail_next(3, "hang")
+    fake.fail_next(3, "apply_then_hang")
+    effect_ids: list[str] = []
+    load = threading.Thread(target=lambda: effect_ids.extend(send_load(chaos)))
+    load.start()
+    bills = [api.bill(account["id"], [STANDING]) for account, _ in customers]
+    load.join()
+
+    runs = [api.wait_runs(bill["id"], 1, timeout=240)[0] for bill in bills]
+    assert [run["status"] for run in runs] == ["COMPLETE"] * BILLS
+    assert sum(run["attempts"] for run in runs) == BILLS + 16  # each fault cost one attempt
+    for _, invoice in customers:
+        assert summary(fake.lines(invoice)) == [("cb-default", 1, 4900, 4900)]
+        assert len(fake.applied("add_charge_item", invoice)) == 1
+    assert_invariants(chaos.env, effect_ids)
+    api.http.close()

@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from domain.errors import PermanentError, TransientError
+from domain.eventlog import append_internal
 from domain.events import Event
 from domain.handlers import InboundEvent, registry
+from domain.notifications import SEND_EMAIL, Email
 
 metadata = sa.MetaData()
 
@@ -91,3 +93,26 @@ def needs_fix(session: Session, event: InboundEvent) -> None:
 def buggy(session: Session, event: InboundEvent) -> None:
     """An unexpected exception: retried like a transient error, then dead as exhausted."""
     raise KeyError("missing field")
+
+
+@registry.register("generic", "test.email")
+def queue_email(session: Session, event: InboundEvent) -> None:
+    """Queues one email to the user the payload names, the way a notification does."""
+    email = Email(
+        org_id=event.org_id,
+        notice_event_id=event.id,
+        user_id=event.payload["user_id"],
+        to_address=event.payload["to"],
+        subject=f"notice {event.payload['n']}",
+        text_body="text",
+        html_body="<p>html</p>",
+    )
+    session.add(email)
+    session.flush()
+    append_internal(
+        session,
+        org_id=event.org_id,
+        type=SEND_EMAIL,
+        payload={"email_id": email.id},
+        caused_by=event.id,
+    )
