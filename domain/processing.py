@@ -144,15 +144,16 @@ def _fenced_update(session: Session, event: Event, **values: object) -> bool:
     return result.rowcount == 1
 
 
-def _mark_lost_attempts(session: Session, event_id: str, now: datetime) -> None:
+def _mark_lost_attempts(
+    session: Session,
+    event_id: str,
+    now: datetime,
+    why: str = "worker stopped before recording an outcome; lease expired",
+) -> None:
     session.exec(
         update(Attempt)
         .where(col(Attempt.event_id) == event_id, col(Attempt.outcome) == AttemptOutcome.STARTED)
-        .values(
-            outcome=AttemptOutcome.LOST,
-            finished_at=now,
-            error_message="worker stopped before recording an outcome; lease expired",
-        )
+        .values(outcome=AttemptOutcome.LOST, finished_at=now, error_message=why)
     )
 
 
@@ -166,14 +167,14 @@ def release_lost_claims(
     need not wait out the lease. Fenced like every other write: only an event still
     processing under that task's attempt is released."""
     started = session.exec(
-        select(Attempt.id, Attempt.event_id, Attempt.number).where(
+        select(Attempt.event_id, Attempt.number).where(
             col(Attempt.event_id).in_(event_ids),
             col(Attempt.task_id) == task_id,
             col(Attempt.outcome) == AttemptOutcome.STARTED,
         )
     ).all()
     released = []
-    for attempt_id, event_id, number in started:
+    for event_id, number in started:
         result = session.exec(
             update(Event)
             .where(
@@ -184,14 +185,8 @@ def release_lost_claims(
             .values(lease_until=now)
         )
         if result.rowcount == 1:
-            session.exec(
-                update(Attempt)
-                .where(col(Attempt.id) == attempt_id)
-                .values(
-                    outcome=AttemptOutcome.LOST,
-                    finished_at=now,
-                    error_message="worker process died before recording an outcome",
-                )
+            _mark_lost_attempts(
+                session, event_id, now, "worker process died before recording an outcome"
             )
             released.append(event_id)
     return released
@@ -230,15 +225,13 @@ def run_handlers(
     for handler in handlers:
         if not first_try and session.get(LedgerEntry, (event.id, handler.name)) is not None:
             continue
-        started = time.perf_counter()
+        started, succeeded = time.perf_counter(), False
         try:
             handler.func(session, event)
-        except BaseException:
+            succeeded = True
+        finally:
             if observe is not None:
-                observe(handler.name, time.perf_counter() - started, False)
-            raise
-        if observe is not None:
-            observe(handler.name, time.perf_counter() - started, True)
+                observe(handler.name, time.perf_counter() - started, succeeded)
         session.add(
             LedgerEntry(
                 event_id=event.id, handler=handler.name, org_id=event.org_id, committed_at=utcnow()

@@ -83,6 +83,13 @@ def outside() -> Iterator[tuple[FakeChargebee, SmtpServer]]:
     fake.stop()
 
 
+def start_reaching_outside(stack: Stack, fake: FakeChargebee, smtp: SmtpServer) -> None:
+    """Receiver, beat, and a worker that talks to this test's SMTP server and Chargebee."""
+    stack.start_receiver()
+    stack.start_beat()
+    stack.start_worker(**outside_env(fake, smtp))
+
+
 async def _post_all(
     url: str, source_id: str, secret: str, count: int, kind: str, **data: str
 ) -> list[str]:
@@ -262,9 +269,7 @@ def test_an_smtp_server_down_under_load_gets_every_email_once_when_back(
     chaos: Stack, outside: tuple[FakeChargebee, SmtpServer]
 ) -> None:
     fake, smtp = outside
-    chaos.start_receiver()
-    chaos.start_beat()
-    chaos.start_worker(**outside_env(fake, smtp))
+    start_reaching_outside(chaos, fake, smtp)
     with transaction(chaos.env.engine) as session:
         user = create_user(session, "org_default", "Ops", "ops@example.com")
     source_id, secret = new_source(chaos.env)
@@ -299,9 +304,7 @@ def test_chargebee_failing_under_load_charges_every_bill_exactly_once(
 ) -> None:
     fake, smtp = outside
     fake.price("cb-default")
-    chaos.start_receiver()
-    chaos.start_beat()
-    chaos.start_worker(**outside_env(fake, smtp))
+    start_reaching_outside(chaos, fake, smtp)
     api = Api(chaos.env, chaos.receiver_url)
     api.config()
     customers = [prepare_customer(fake, api) for _ in range(BILLS)]

@@ -20,9 +20,24 @@ from tests.conftest import require_binary
 from tests.domain import factories
 from tests.integration.test_pipeline import attempts_of, effects_of, wait_final
 from tests.support.environment import TEST_DATABASE_URL, make_env
-from tests.support.processes import Stack, free_port, wait_for
+from tests.support.processes import Proc, Stack, free_port, wait_for
 from tests.support.servers import ThrowawayPostgres
 from tests.support.webhooks import body_of, new_source, send, signed_headers, status_of
+
+
+def slow_event_mid_handler(stack: Stack, marker: Path, **worker_env: str) -> tuple[str, Proc]:
+    """Receiver, beat and a worker of one process; a ``test.slow`` event whose handler is
+    now inside its transaction (its pool process's pid is in ``marker``)."""
+    stack.start_receiver()
+    worker = stack.start_worker(concurrency=1, **worker_env)
+    stack.start_beat()
+    source_id, secret = new_source(stack.env)
+    with httpx.Client() as client:
+        event_id = send(
+            client, stack.receiver_url, source_id, secret, "test.slow", marker=str(marker)
+        ).json()["event_id"]
+    wait_for(marker.exists, timeout=30, what="the handler to start")
+    return event_id, worker
 
 
 def test_a_worker_killed_mid_handler_leaves_the_effect_exactly_once(
@@ -31,18 +46,9 @@ def test_a_worker_killed_mid_handler_leaves_the_effect_exactly_once(
     env = stack.env
     # A short hard time limit makes the lease of the killed worker's claim short too.
     limits = {"METERBRIDGE_TASK_TIME_LIMIT_SECONDS": "6"}
-    stack.start_receiver()
-    worker = stack.start_worker(concurrency=1, **limits)
-    stack.start_beat()
-    source_id, secret = new_source(env)
-    marker = tmp_path / "mid-handler"
-    with httpx.Client() as client:
-        event_id = send(
-            client, stack.receiver_url, source_id, secret, "test.slow", marker=str(marker)
-        ).json()["event_id"]
+    event_id, worker = slow_event_mid_handler(stack, tmp_path / "mid-handler", **limits)
 
     # when the worker is SIGKILLed while the handler is inside its transaction
-    wait_for(marker.exists, timeout=30, what="the handler to start")
     worker.kill(signal.SIGKILL)
     assert status_of(env, event_id) == EventStatus.PROCESSING
     assert effects_of(env, event_id) == []  # the uncommitted effect died with the worker
@@ -62,16 +68,8 @@ def test_a_pool_process_killed_mid_handler_is_retried_at_once_not_after_its_leas
     """The OOM killer's way: one pool process dies, its worker lives on. The worker's
     parent gives the claim back, so the retry does not wait out the 305 s lease."""
     env = stack.env
-    stack.start_receiver()
-    stack.start_worker(concurrency=1)  # default time limit: the lease is 305 s
-    source_id, secret = new_source(env)
     marker = tmp_path / "mid-handler"
-    with httpx.Client() as client:
-        event_id = send(
-            client, stack.receiver_url, source_id, secret, "test.slow", marker=str(marker)
-        ).json()["event_id"]
-
-    wait_for(marker.exists, timeout=30, what="the handler to start")
+    event_id, _ = slow_event_mid_handler(stack, marker)  # default time limit: a 305 s lease
     os.kill(int(marker.read_text()), signal.SIGKILL)  # the pool process, not the worker
 
     assert wait_final(env, event_id, timeout=30) == EventStatus.PROCESSED
