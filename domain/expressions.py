@@ -241,9 +241,13 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
         return False
     if not isinstance(left, Decimal | str):
         return False
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[
-        operator
-    ]
+    ordered: dict[str, bool] = {
+        "<": left < right,
+        "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
+    }
+    return ordered[operator]
 
 
 def _truthy(value: Any) -> bool:

@@ -36,7 +36,7 @@ def count_failure(
     threshold: int = FAILURE_THRESHOLD,
 ) -> bool:
     """Add one failure. Returns True when this failure disabled the config."""
-    table = model.__table__  # type: ignore[attr-defined]
+    table = sa.inspect(model).local_table
     count = session.execute(
         sa.update(table)
         .where(table.c.id == config_id)
@@ -46,7 +46,8 @@ def count_failure(
     if count is None or count[0] < threshold:
         return False
     reason = f"disabled automatically after {count[0]} successive errors"
-    won = session.execute(
+    # Session.exec types an UPDATE's result as CursorResult (rowcount); execute() cannot.
+    won = session.exec(
         sa.update(table)
         .where(table.c.id == config_id, table.c.enabled.is_(True))
         .values(enabled=False, disabled_at=now, disabled_reason=reason)

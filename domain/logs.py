@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 _configured = False
 
@@ -56,11 +57,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
 SENSITIVE_KEYS = frozenset({"payload", "body", "secret", "password", "api_key", "authorization"})
 
 
-def _drop_sensitive(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_sensitive(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     for key in SENSITIVE_KEYS & event_dict.keys():
         event_dict[key] = "[redacted]"
     return event_dict
 
 
-def _identity(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _identity(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     return event_dict

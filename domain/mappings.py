@@ -53,20 +53,38 @@ class ExternalMapping(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-def create_mapping(session: Session, org_id: str, **fields: str | None) -> ExternalMapping:
+def create_mapping(
+    session: Session,
+    org_id: str,
+    *,
+    entity: str,
+    entity_id: str,
+    external_system: str,
+    external_table: str,
+    external_id: str,
+    integration_config_id: str | None = None,
+) -> ExternalMapping:
     duplicate = session.exec(
         select(ExternalMapping).where(
             ExternalMapping.org_id == org_id,
-            ExternalMapping.entity == fields["entity"],
-            ExternalMapping.entity_id == fields["entity_id"],
-            ExternalMapping.external_system == fields["external_system"],
-            ExternalMapping.external_table == fields["external_table"],
-            ExternalMapping.integration_config_id == fields.get("integration_config_id"),
+            ExternalMapping.entity == entity,
+            ExternalMapping.entity_id == entity_id,
+            ExternalMapping.external_system == external_system,
+            ExternalMapping.external_table == external_table,
+            ExternalMapping.integration_config_id == integration_config_id,
         )
     ).first()
     if duplicate is not None:
         raise InvalidInput(f"this mapping already exists as {duplicate.id}")
-    mapping = ExternalMapping(org_id=org_id, **fields)
+    mapping = ExternalMapping(
+        org_id=org_id,
+        entity=entity,
+        entity_id=entity_id,
+        external_system=external_system,
+        external_table=external_table,
+        external_id=external_id,
+        integration_config_id=integration_config_id,
+    )
     session.add(mapping)
     session.flush()
     return mapping

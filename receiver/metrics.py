@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlmodel import col
 
 from domain.clock import utcnow
 from domain.events import OPEN_STATUSES, Event, EventStatus
@@ -69,19 +70,19 @@ class WorkCollector(Collector):
         )
         try:
             with self.engine.connect() as connection:
-                counts = dict(
+                counts: dict[str, int] = dict(
                     connection.execute(
-                        sa.select(Event.status, sa.func.count())
-                        .where(Event.status.in_(OPEN_STATUSES))  # type: ignore[attr-defined]
-                        .group_by(Event.status)
+                        sa.select(col(Event.status), sa.func.count())
+                        .where(col(Event.status).in_(OPEN_STATUSES))
+                        .group_by(col(Event.status))
                     ).all()
                 )
                 first = connection.execute(
-                    sa.select(sa.func.min(Event.id)).where(Event.status.in_(OPEN_STATUSES))  # type: ignore[attr-defined]
+                    sa.select(sa.func.min(Event.id)).where(col(Event.status).in_(OPEN_STATUSES))
                 ).scalar_one()
                 received = (
                     connection.execute(
-                        sa.select(Event.received_at).where(Event.id == first)
+                        sa.select(col(Event.received_at)).where(col(Event.id) == first)
                     ).scalar_one_or_none()
                     if first
                     else None

@@ -5,7 +5,7 @@ from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from domain.processing import Done, Failed, Outcome, Skipped
-from domain.retry import Retry
+from domain.retry import GiveUp, Retry
 from tasks.publish import enqueue
 from workers import metrics
 from workers.celery_app import app
@@ -79,10 +79,8 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
             if countdown:
                 app.send_task(_single(task.name), args=[event_id], countdown=delay)
             return "retrying"
-        case Failed(decision, attempt, error, _):
+        case Failed(GiveUp(reason=reason), attempt, error, _):
             metrics.events_dead.inc()
-            log.error(
-                "event.dead", attempt=attempt, error=type(error).__name__, reason=decision.reason
-            )  # type: ignore[union-attr]
+            log.error("event.dead", attempt=attempt, error=type(error).__name__, reason=reason)
             return "dead"
     raise AssertionError(f"unhandled outcome {outcome!r}")

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 
 from domain.bills import LineItem, LineItemType
 from domain.integrations.configs import ChargebeeConfig, EntityConfig, SortBy, SplitUsage
@@ -222,21 +223,21 @@ def _price_for(piece: _Piece, config: ChargebeeConfig, product_prices: Mapping[s
 
 
 def _item(piece: _Piece, currency: str, config: ChargebeeConfig, item_price_id: str) -> ChargeItem:
-    common = {
-        "key": piece.key,
-        "item_price_id": item_price_id,
-        "date_from": _timestamp(piece.start),
-        "date_to": _timestamp(piece.end) - 1,
-        "line_type": str(piece.type),
-        "subtotal": piece.subtotal or Decimal(0),
-        "aggregation_id": piece.aggregation_id,
-    }
+    item = partial(
+        ChargeItem,
+        key=piece.key,
+        item_price_id=item_price_id,
+        date_from=_timestamp(piece.start),
+        date_to=_timestamp(piece.end) - 1,
+        line_type=str(piece.type),
+        subtotal=piece.subtotal or Decimal(0),
+        aggregation_id=piece.aggregation_id,
+    )
     unit_price = piece.unit_price
     if unit_price is None and piece.subtotal is not None and piece.quantity:
         unit_price = piece.subtotal / piece.quantity
     if config.use_multidecimal:
-        return ChargeItem(
-            **common,
+        return item(
             quantity_in_decimal=plain(
                 round_half_up(piece.quantity, config.multidecimal_units_places)
             ),
@@ -249,14 +250,12 @@ def _item(piece: _Piece, currency: str, config: ChargebeeConfig, item_price_id: 
     if piece.subtotal is None:
         whole = piece.quantity == piece.quantity.to_integral_value() and piece.quantity > 0
         price = None if unit_price is None else minor_units(unit_price, currency)
-        return ChargeItem(**common, quantity=int(piece.quantity) if whole else 1, unit_price=price)
+        return item(quantity=int(piece.quantity) if whole else 1, unit_price=price)
     total = minor_units(piece.subtotal, currency)
     if _exact_in_whole_units(piece.quantity, unit_price, total, currency):
         assert unit_price is not None
-        return ChargeItem(
-            **common, quantity=int(piece.quantity), unit_price=minor_units(unit_price, currency)
-        )
-    return ChargeItem(**common, quantity=1, unit_price=total)
+        return item(quantity=int(piece.quantity), unit_price=minor_units(unit_price, currency))
+    return item(quantity=1, unit_price=total)
 
 
 def _exact_in_whole_units(

@@ -22,8 +22,8 @@ from domain.providers.base import Envelope
 
 class ChargebeeProvider:
     name = "chargebee"
-    kept_headers = ("content-type", "user-agent")
-    redacted_headers = ("authorization",)
+    kept_headers: tuple[str, ...] = ("content-type", "user-agent")
+    redacted_headers: tuple[str, ...] = ("authorization",)
 
     def generate_secret(self) -> str:
         return f"chargebee:{secrets.token_urlsafe(24)}"

@@ -42,8 +42,13 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 class GenericProvider:
     name = "generic"
-    kept_headers = ("content-type", "user-agent", "webhook-id", "webhook-timestamp")
-    redacted_headers = ("webhook-signature",)
+    kept_headers: tuple[str, ...] = (
+        "content-type",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+    )
+    redacted_headers: tuple[str, ...] = ("webhook-signature",)
 
     def generate_secret(self) -> str:
         return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()

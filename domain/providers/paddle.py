@@ -36,8 +36,8 @@ def parse_time(value: Any) -> datetime | None:
 
 class PaddleProvider:
     name = "paddle"
-    kept_headers = ("content-type", "user-agent")
-    redacted_headers = ("paddle-signature",)
+    kept_headers: tuple[str, ...] = ("content-type", "user-agent")
+    redacted_headers: tuple[str, ...] = ("paddle-signature",)
 
     def generate_secret(self) -> str:
         return "pdl_ntfset_" + secrets.token_hex(24)

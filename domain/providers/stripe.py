@@ -26,8 +26,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 class StripeProvider:
     name = "stripe"
-    kept_headers = ("content-type", "user-agent")
-    redacted_headers = ("stripe-signature",)
+    kept_headers: tuple[str, ...] = ("content-type", "user-agent")
+    redacted_headers: tuple[str, ...] = ("stripe-signature",)
 
     def generate_secret(self) -> str:
         return "whsec_" + secrets.token_hex(24)

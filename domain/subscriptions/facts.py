@@ -146,11 +146,11 @@ def _stripe(event_type: str, event_id: str, payload: Any) -> Facts:
     if not price:
         raise ValueError("the subscription has no price")
     customer = obj.get("customer")
-    customer_id = customer.get("id") if isinstance(customer, dict) else customer
+    subscriber = customer.get("id") if isinstance(customer, dict) else customer
     subscription = SubscriptionFact(
         "stripe",
         str(_require(obj, "id")),
-        str(customer_id),
+        str(subscriber),
         "price",
         str(price),
         str(obj.get("status") or ""),

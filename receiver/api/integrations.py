@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from domain.accounts import Account
 from domain.clock import utcnow
@@ -90,9 +90,9 @@ def _check_references(session: Session, org_id: str, values: dict[str, Any]) -> 
         if ids:
             found = set(
                 session.exec(
-                    select(Account.id).where(Account.org_id == org_id, Account.id.in_(ids))
+                    select(Account.id).where(Account.org_id == org_id, col(Account.id).in_(ids))
                 )
-            )  # type: ignore[attr-defined]
+            )
             missing = [i for i in ids if i not in found]
             if missing:
                 raise InvalidInput(f"unknown account ids: {', '.join(missing)}", field=field)
