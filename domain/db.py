@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -15,12 +14,6 @@ from domain.settings import Settings
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
-    url = settings.sqlalchemy_url
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        sa_event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
     options: dict[str, Any] = {
         "pool_pre_ping": True,
         "pool_size": 5,
@@ -28,16 +21,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         "connect_args": {"connect_timeout": 5},
     }
     options.update(kwargs)
-    return create_engine(url, **options)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    return create_engine(settings.sqlalchemy_url, **options)
 
 
 @contextmanager

@@ -52,7 +52,6 @@ class Event(SQLModel, table=True):
             "status",
             "id",
             postgresql_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
-            sqlite_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
         ),
         sa.Index("ix_event_org_status_id", "org_id", "status", "id"),
         sa.Index("ix_event_org_type_id", "org_id", "type", "id"),

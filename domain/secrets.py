@@ -1,8 +1,9 @@
 """Secrets at rest: Fernet (AES-128-CBC + HMAC-SHA256) with key rotation.
 
 ``METERBRIDGE_SECRET_KEY`` holds one or more comma-separated Fernet keys; the first
-encrypts, all decrypt. Embedded (SQLite) installs may leave it empty: a key is then
-generated once into ``<data dir>/secret.key`` with mode 0600.
+encrypts, all decrypt. With the embedded database it may be left empty: a key is then
+generated once into ``<data dir>/secret.key`` with mode 0600, beside the database it
+unlocks.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def generate_key() -> str:
 def secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is not None and settings.secret_key.get_secret_value().strip():
         return SecretBox(settings.secret_key.get_secret_value().split(","))
-    if not settings.sqlalchemy_url.startswith("sqlite"):
+    if not settings.embedded_database:
         raise SettingsError(
             "METERBRIDGE_SECRET_KEY: required with a server database, so that every "
             "process decrypts with the same key (make one with `meterbridge secret-key`)"

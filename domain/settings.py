@@ -1,12 +1,15 @@
 """Configuration from ``METERBRIDGE_*`` environment variables (and a ``.env`` file).
 
-With nothing set, meterbridge runs embedded: SQLite and Celery's filesystem transport
-under ``METERBRIDGE_DATA_DIR``. Production points the URLs at Postgres, Redis or RabbitMQ
-and SMTP.
+With no URL set, meterbridge runs embedded: a PostgreSQL and a Redis server shipped as
+wheels, under ``METERBRIDGE_DATA_DIR``, reached on unix sockets whose paths follow from
+the data dir alone (so every process finds them without asking anyone). Production points
+the URLs at its own Postgres, Redis or RabbitMQ and SMTP. There is one SQL dialect and one
+broker family either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +20,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "METERBRIDGE_"
 
 URL_SCHEMES = {
-    "database_url": ("sqlite", "postgresql", "postgresql+psycopg", "postgres"),
-    "broker_url": ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp"),
+    "database_url": ("postgresql", "postgresql+psycopg", "postgres"),
+    "broker_url": ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"),
     "smtp_url": ("smtp", "smtps"),
 }
+
+
+#: The embedded servers' socket names inside ``Settings.socket_dir``, and the database.
+POSTGRES_SOCKET_NAME = ".s.PGSQL.5432"
+REDIS_SOCKET_NAME = "redis.sock"
+EMBEDDED_DATABASE = "meterbridge"
+#: sun_path holds 108 bytes on Linux (104 on macOS); keep well inside both.
+MAX_SOCKET_PATH = 100
 
 
 class SettingsError(Exception):
@@ -32,12 +43,16 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    data_dir: Path = Field(Path(".meterbridge"), description="Embedded database, queue, mail.")
-    database_url: str = Field("", description="Empty: SQLite file under the data dir.")
-    broker_url: str = Field("", description="Empty: Celery filesystem transport in the data dir.")
+    data_dir: Path = Field(
+        Path(".meterbridge"), description="Embedded PostgreSQL and Redis, mail, beat schedule."
+    )
+    database_url: str = Field("", description="Empty: the embedded PostgreSQL in the data dir.")
+    broker_url: str = Field("", description="Empty: the embedded Redis in the data dir.")
     smtp_url: str = Field("", description="Empty: emails are written as .eml files.")
     secret_key: SecretStr | None = Field(
-        None, description="Fernet key for secrets at rest; empty: a key file in the data dir."
+        None,
+        description="Fernet key for secrets at rest; empty (embedded database only): a key "
+        "file in the data dir.",
     )
     queue: str = Field("meterbridge", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     handler_modules: list[str] = Field(default_factory=list)
@@ -83,22 +98,38 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(schemes)}")
         return value
 
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @cached_property
+    def socket_dir(self) -> Path:
+        """Where the embedded servers put their unix sockets: ``<data dir>/run``, or a
+        directory in /tmp named after it when that path is too long for a socket."""
+        preferred = self.data_dir.resolve() / "run"
+        if len(str(preferred / POSTGRES_SOCKET_NAME)) <= MAX_SOCKET_PATH:
+            return preferred
+        digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:16]
+        return Path("/tmp") / f"meterbridge-{digest}"  # noqa: S108 -- a short, fixed-name dir
+
     @cached_property
     def sqlalchemy_url(self) -> str:
-        if not self.database_url:
-            return f"sqlite:///{(self.data_dir / 'meterbridge.db').resolve()}"
+        if self.embedded_database:
+            return f"postgresql+psycopg://postgres@/{EMBEDDED_DATABASE}?host={self.socket_dir}"
         scheme, rest = self.database_url.split("://", 1)
         if scheme in ("postgres", "postgresql"):
             return f"postgresql+psycopg://{rest}"
         return self.database_url
 
     @property
-    def embedded_broker(self) -> bool:
-        return not self.broker_url or self.broker_url.startswith("filesystem")
-
-    @property
     def celery_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        if self.embedded_broker:
+            return f"redis+socket://{self.socket_dir / REDIS_SOCKET_NAME}"
+        return self.broker_url
 
     @property
     def lease_seconds(self) -> int:
@@ -112,24 +143,10 @@ class Settings(BaseSettings):
         return self.visibility_timeout_seconds / 2
 
     def broker_transport_options(self) -> dict[str, Any]:
-        if self.embedded_broker:
-            queue_dir = (self.data_dir / "queue").resolve()
-            return {
-                "data_folder_in": str(queue_dir / "messages"),
-                "data_folder_out": str(queue_dir / "messages"),
-                "control_folder": str(queue_dir / "control"),
-                "processed_folder": str(queue_dir / "processed"),
-                "store_processed": False,
-                "polling_interval": 0.1,
-            }
         return {"visibility_timeout": self.visibility_timeout_seconds}
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.embedded_broker:
-            for folder in self.broker_transport_options().values():
-                if isinstance(folder, str):
-                    Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def env_name(field: str) -> str:

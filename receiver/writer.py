@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -58,7 +58,6 @@ class IntakeWriter:
         self._max_batch_bytes = max_batch_bytes
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
-        insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
         self._statement = (
             insert(TABLE)
             .on_conflict_do_nothing(index_elements=["source_id", "external_id"])

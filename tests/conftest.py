@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,22 +12,11 @@ from sqlalchemy.engine import make_url
 from tests.support.environment import Environment, make_env
 from tests.support.fake_chargebee import FakeChargebee
 from tests.support.processes import Stack
+from tests.support.servers import stop_session_services
 from tests.support.smtp import SmtpServer
 
-#: CI sets this so that a test which would skip for a missing server binary fails instead.
+#: CI sets this so that a test which would skip for a missing service fails instead.
 REQUIRE_ALL = os.environ.get("METERBRIDGE_TEST_REQUIRE_ALL") == "1"
-
-
-def require_binary(name: str) -> str:
-    """The path of a server binary a test starts itself; skip (or fail in CI) without it."""
-    path = shutil.which(name) or next(
-        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
-    )
-    if path:
-        return path
-    if REQUIRE_ALL:
-        pytest.fail(f"{name} is required in CI but is not installed")
-    pytest.skip(f"{name} is not installed on this machine")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -36,6 +24,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problems = services_not_answering()
     if problems:
         pytest.exit("test services do not answer:\n  " + "\n  ".join(problems), returncode=3)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_session_services()
 
 
 def services_not_answering() -> list[str]:

@@ -10,7 +10,6 @@ with engine.connect() as connection:
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=engine.dialect.name == "sqlite",
         compare_type=True,
     )
     with context.begin_transaction():

@@ -26,7 +26,7 @@ from domain.db import transaction
 from domain.events import Attempt, Event, EventStatus
 from domain.notifications import SEND_EMAIL
 from domain.users import create_user
-from tests.conftest import outside_env, require_binary
+from tests.conftest import outside_env
 from tests.support import handlers
 from tests.support.billing import Api, prepare_customer, summary
 from tests.support.environment import Environment, make_env
@@ -43,15 +43,12 @@ STANDING = {"type": "STANDING_CHARGE", "quantity": 1, "unit_price": "49.00", "su
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[tuple[ThrowawayPostgres, ThrowawayRedis]]:
-    postgres = ThrowawayPostgres(
-        Path(require_binary("pg_ctl")).parent, ThrowawayPostgres.make_root()
-    )
-    redis = ThrowawayRedis(require_binary("redis-server"), tmp_path / "redis.log")
+def servers() -> Iterator[tuple[ThrowawayPostgres, ThrowawayRedis]]:
+    postgres, redis = ThrowawayPostgres(), ThrowawayRedis()
     postgres.start()
     redis.start()
     yield postgres, redis
-    redis.stop()
+    redis.remove()
     postgres.remove()
 
 

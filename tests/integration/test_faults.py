@@ -11,15 +11,13 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from domain.events import Event, EventStatus
-from tests.conftest import require_binary
 from tests.domain import factories
 from tests.integration.test_pipeline import attempts_of, effects_of, wait_final
-from tests.support.environment import TEST_DATABASE_URL, make_env
+from tests.support.environment import make_env
 from tests.support.processes import Proc, Stack, free_port, wait_for
 from tests.support.servers import ThrowawayPostgres
 from tests.support.webhooks import body_of, new_source, send, signed_headers, status_of
@@ -159,9 +157,7 @@ def test_long_retry_waits_are_kept_in_the_database(stack: Stack) -> None:
 def test_with_the_database_down_intake_answers_503_and_stores_nothing_half_written(
     tmp_path: Path,
 ) -> None:
-    bin_dir = Path(require_binary("pg_ctl")).parent
-    require_binary("initdb")
-    postgres = ThrowawayPostgres(bin_dir, ThrowawayPostgres.make_root())
+    postgres = ThrowawayPostgres()
     postgres.start()
     env = make_env(tmp_path / "env", database_url=postgres.url)
     stack = Stack(env, tmp_path)
@@ -213,7 +209,6 @@ def test_with_the_database_down_intake_answers_503_and_stores_nothing_half_writt
         postgres.remove()
 
 
-@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs METERBRIDGE_TEST_DATABASE_URL")
 def test_unique_provider_ids_hold_across_receivers(stack: Stack) -> None:
     """Two receiver processes racing on the same provider event id store it once."""
     env = stack.env

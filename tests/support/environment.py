@@ -1,10 +1,6 @@
-"""A test environment: its own database (a fresh Postgres database, or a SQLite file),
-its own broker queue, its own data dir, and the environment variables that give
-subprocesses the same configuration.
-
-Real services are used when ``METERBRIDGE_TEST_DATABASE_URL`` / ``METERBRIDGE_TEST_REDIS_URL``
-are set (CI sets both); otherwise the embedded defaults are.
-"""
+"""A test environment: its own database, its own broker queue, its own data dir, and the
+environment variables that give subprocesses the same configuration. The database and the
+queue live on the run's session servers (``tests.support.servers``)."""
 
 from __future__ import annotations
 
@@ -23,10 +19,9 @@ from domain.schema import upgrade
 from domain.secrets import generate_key
 from domain.settings import Settings
 from tests.support import handlers
+from tests.support.servers import session_services
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_DATABASE_URL = os.environ.get("METERBRIDGE_TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("METERBRIDGE_TEST_REDIS_URL", "")
 
 #: Fast settings for tests: short waits everywhere, handlers from tests.support.handlers.
 FAST = {
@@ -78,26 +73,22 @@ class Environment:
             _drop_database(self.owned_database_url)
 
 
-def make_env(
-    tmp: Path, *, database_url: str | None = None, redis: bool = True, **overrides: Any
-) -> Environment:
-    """``database_url``: a server the test runs itself; by default a fresh database on
-    ``METERBRIDGE_TEST_DATABASE_URL``, or SQLite."""
+def make_env(tmp: Path, *, database_url: str | None = None, **overrides: Any) -> Environment:
+    """``database_url``: a server the test runs itself; by default a fresh database on the
+    session's server. ``overrides`` set any other setting (``broker_url=…``)."""
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    owned = database_url is None and bool(TEST_DATABASE_URL)
+    owned = database_url is None
     if database_url is None:
-        database_url = _create_database() if TEST_DATABASE_URL else ""
+        database_url = _create_database()
     env = {
         "METERBRIDGE_DATA_DIR": str(data_dir),
         "METERBRIDGE_SECRET_KEY": generate_key(),
         "METERBRIDGE_QUEUE": f"mbtest-{secrets.token_hex(4)}",
+        "METERBRIDGE_DATABASE_URL": database_url,
+        "METERBRIDGE_BROKER_URL": session_services().redis_url,
         **FAST,
     }
-    if database_url:
-        env["METERBRIDGE_DATABASE_URL"] = database_url
-    if TEST_REDIS_URL and redis:
-        env["METERBRIDGE_BROKER_URL"] = TEST_REDIS_URL
     env.update({f"METERBRIDGE_{k.upper()}": str(v) for k, v in overrides.items()})
     environment = Environment(data_dir, env, database_url if owned else "")
     environment.settings.ensure_dirs()
@@ -108,7 +99,7 @@ def make_env(
 
 def _admin_engine() -> Engine:
     return sa.create_engine(
-        make_url(TEST_DATABASE_URL).set(drivername="postgresql+psycopg"),
+        make_url(session_services().database_url).set(drivername="postgresql+psycopg"),
         isolation_level="AUTOCOMMIT",
     )
 
@@ -119,7 +110,8 @@ def _create_database() -> str:
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(session_services().database_url).set(database=name)
+    return url.render_as_string(hide_password=False)
 
 
 def _drop_database(url: str) -> None:

@@ -1,156 +1,110 @@
-"""Throwaway servers that a test starts, stops and restarts itself, on free ports, so the
-machine's shared services are never touched."""
+"""Servers for tests, from the same wheels as the product's embedded default.
+
+``session_services()``: the PostgreSQL and Redis that serve the whole test run. The
+machine's own are used when ``METERBRIDGE_TEST_DATABASE_URL`` / ``METERBRIDGE_TEST_REDIS_URL``
+name them; otherwise one embedded PostgreSQL and one embedded Redis are started on first
+use and stopped when the run ends. Each test environment makes its own database and queue
+on them.
+
+``ThrowawayPostgres`` / ``ThrowawayRedis``: servers a test stops, crashes and restarts
+itself, so the shared ones are never touched.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
-import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
+from workers.embedded import EmbeddedPostgres, EmbeddedRedis
+from workers.embedded.postgres import THROWAWAY_OPTIONS
 
-from tests.support.processes import free_port, wait_for
 
-
-def _as_postgres_user(argv: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
-    return argv
+def _short_root(prefix: str) -> Path:
+    # Under /tmp, not pytest's tmp dirs: socket paths must stay short, and as root the
+    # server's own user must be able to enter it.
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o755)
+    return root
 
 
 class ThrowawayPostgres:
-    """``root`` must not be under a directory only root can enter (pytest's tmp dirs are
-    0700): use ``ThrowawayPostgres.make_root()``."""
-
-    @staticmethod
-    def make_root() -> Path:
-        root = Path(tempfile.mkdtemp(prefix="meterbridge-pg-"))
-        root.chmod(0o755)
-        return root
-
-    def __init__(self, bin_dir: Path, root: Path) -> None:
-        self.root = root
-        self.bin_dir = bin_dir
-        self.data = root / "pgdata"
-        self.socket_dir = root / "pgsock"
-        self.log = root / "postgres.log"
-        self.port = free_port()
-        self.socket_dir.mkdir(parents=True)
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
-        subprocess.run(
-            _as_postgres_user(
-                [str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]
-            ),
-            check=True,
-            capture_output=True,
+    def __init__(self) -> None:
+        self.root = _short_root("mbtest-pg-")
+        self.server = EmbeddedPostgres(
+            self.root / "data", self.root / "sock", options=THROWAWAY_OPTIONS
         )
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.server.url("postgres")
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off"
-        )
-        subprocess.run(
-            _as_postgres_user(
-                [
-                    str(self.bin_dir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-o",
-                    options,
-                    "-l",
-                    str(self.log),
-                    "-w",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        engine = sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg://"))
-        try:
-            wait_for(lambda: _answers(engine), timeout=30, what="throwaway postgres")
-        finally:
-            engine.dispose()
+        self.server.start()
 
     def stop(self, mode: str = "immediate") -> None:
-        subprocess.run(
-            _as_postgres_user(
-                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]
-            ),
-            check=False,
-            capture_output=True,
-        )
+        """``immediate``: a crash, as a database that goes away under its clients."""
+        self.server.stop(mode)
 
     def remove(self) -> None:
-        self.stop()
+        self.server.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _answers(engine: sa.Engine) -> bool:
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError:
-        return False
-    return True
-
-
 class ThrowawayRedis:
-    """A redis-server of the test's own, without persistence: a restart loses every
-    queued message, as a crashed broker would."""
+    """Without persistence: a restart loses every queued message, as a crashed broker
+    would."""
 
-    def __init__(self, binary: str, log: Path) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.log = log
-        self._process: subprocess.Popen[bytes] | None = None
+    def __init__(self) -> None:
+        self.root = _short_root("mbtest-redis-")
+        self.server = EmbeddedRedis(self.root, self.root / "redis.sock", durable=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.server.url
 
     def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--logfile",
-                str(self.log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        wait_for(lambda: _pings(client), timeout=20, what="throwaway redis")
+        self.server.start()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-            self._process = None
+        self.server.kill()
+
+    def remove(self) -> None:
+        self.server.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _pings(client: object) -> bool:
-    try:
-        return bool(client.ping())  # type: ignore[attr-defined]
-    except Exception:
-        return False
+@dataclass(frozen=True, slots=True)
+class SessionServices:
+    database_url: str  # a server where environments create their own databases
+    redis_url: str
+
+
+_services: SessionServices | None = None
+_owned: list[ThrowawayPostgres | ThrowawayRedis] = []
+
+
+def session_services() -> SessionServices:
+    global _services
+    if _services is None:
+        _services = SessionServices(
+            os.environ.get("METERBRIDGE_TEST_DATABASE_URL") or _embedded(ThrowawayPostgres()),
+            os.environ.get("METERBRIDGE_TEST_REDIS_URL") or _embedded(ThrowawayRedis()),
+        )
+    return _services
+
+
+def _embedded(server: ThrowawayPostgres | ThrowawayRedis) -> str:
+    if not _owned:
+        atexit.register(stop_session_services)
+    server.start()
+    _owned.append(server)
+    return server.url
+
+
+def stop_session_services() -> None:
+    while _owned:
+        _owned.pop().remove()

@@ -8,14 +8,26 @@ from domain.secrets import SecretBox, generate_key, secret_box
 from domain.settings import Settings, SettingsError, load_settings
 
 
-def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_defaults_are_the_embedded_postgres_and_redis_of_the_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     for name in ("DATABASE_URL", "BROKER_URL", "SMTP_URL"):
         monkeypatch.delenv(f"METERBRIDGE_{name}", raising=False)
     monkeypatch.setenv("METERBRIDGE_DATA_DIR", str(tmp_path))
     settings = load_settings()
-    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve()}/meterbridge.db"
-    assert settings.celery_broker_url == "filesystem://"
-    assert settings.broker_transport_options()["control_folder"].startswith(str(tmp_path.resolve()))
+    run = tmp_path.resolve() / "run"
+    assert settings.sqlalchemy_url == f"postgresql+psycopg://postgres@/meterbridge?host={run}"
+    assert settings.celery_broker_url == f"redis+socket://{run}/redis.sock"
+
+
+def test_a_data_dir_too_deep_for_a_socket_gets_a_short_socket_dir(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5)
+    settings = Settings(_env_file=None, data_dir=deep)
+    assert len(str(settings.socket_dir / ".s.PGSQL.5432")) <= 100
+    assert str(settings.socket_dir).startswith("/tmp/meterbridge-")
+    # the same data dir always finds the same servers; another one, other servers
+    assert Settings(_env_file=None, data_dir=deep).socket_dir == settings.socket_dir
+    assert Settings(_env_file=None, data_dir=deep / "x").socket_dir != settings.socket_dir
 
 
 def test_postgres_urls_use_psycopg() -> None:
@@ -27,7 +39,9 @@ def test_postgres_urls_use_psycopg() -> None:
     ("variable", "value"),
     [
         ("METERBRIDGE_DATABASE_URL", "mysql://x"),
+        ("METERBRIDGE_DATABASE_URL", "sqlite:///x.db"),
         ("METERBRIDGE_BROKER_URL", "sqs://"),
+        ("METERBRIDGE_BROKER_URL", "filesystem://"),
         ("METERBRIDGE_SMTP_URL", "http://mail"),
         ("METERBRIDGE_RECEIVER_PORT", "eighty"),
         ("METERBRIDGE_RETRY_MAX_ATTEMPTS", "0"),

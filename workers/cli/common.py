@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +19,7 @@ from domain.db import make_engine, transaction
 from domain.errors import InvalidInput, NotFound
 from domain.schema import NotMigrated, require_migrated
 from domain.settings import Settings, SettingsError, load_settings
+from workers.embedded import EmbeddedServerError, attach_process
 
 console = Console()
 errors = Console(stderr=True)
@@ -35,7 +37,18 @@ def settings() -> Settings:
         fail(str(exc), code=2)
 
 
+def use_embedded_servers(config: Settings) -> list[str]:
+    """With no database or broker URL, attach this command to the embedded PostgreSQL and
+    Redis of the data dir (starting them if none run) until it exits. Returns what it
+    started."""
+    try:
+        return attach_process(config)
+    except (EmbeddedServerError, OSError, subprocess.CalledProcessError) as exc:
+        fail(f"cannot start the embedded servers in {config.data_dir.resolve()}: {exc}")
+
+
 def migrated_engine(config: Settings) -> Engine:
+    use_embedded_servers(config)
     engine = make_engine(config)
     try:
         require_migrated(engine)

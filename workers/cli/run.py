@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +24,15 @@ from domain.db import make_engine
 from domain.providers.generic import sign as sign_generic
 from domain.schema import current_revision, head_revision, upgrade
 from domain.secrets import generate_key
-from workers.cli.common import console, fail, migrated_engine, settings
+from domain.settings import Settings
+from workers.cli.common import (
+    console,
+    fail,
+    migrated_engine,
+    settings,
+    use_embedded_servers,
+)
+from workers.embedded import detach_process
 
 STOP_TIMEOUT_SECONDS = 20
 
@@ -36,6 +46,7 @@ def migrate() -> None:
     """Apply the database migrations (safe to run again; does nothing when up to date)."""
     config = settings()
     config.ensure_dirs()
+    use_embedded_servers(config)
     engine = make_engine(config)
     try:
         before = current_revision(engine)
@@ -143,6 +154,7 @@ def flower(
     """Run Flower, the web monitor for workers and tasks."""
     config = settings()
     config.ensure_dirs()
+    use_embedded_servers(config)
     from workers.celery_app import app
 
     app.start(["flower", f"--port={port or config.flower_port}", f"--address={address}"])
@@ -152,10 +164,54 @@ def dev(
     with_flower: Annotated[bool, typer.Option("--flower", help="Also run Flower.")] = False,
     port: Annotated[int | None, typer.Option(help="Receiver port.")] = None,
 ) -> None:
-    """Migrate, then run receiver, worker and beat (and Flower with --flower) together.
-    Ctrl-C stops them all."""
+    """Run everything on this machine: with no database or broker URL set, start the
+    embedded PostgreSQL and Redis under METERBRIDGE_DATA_DIR, migrate, then run receiver,
+    worker and beat (and Flower with --flower). Ctrl-C stops them all, servers included.
+    One `dev` per data dir."""
     config = settings()
-    migrate()
+    config.ensure_dirs()
+    with _only_dev_of(config):
+        started = use_embedded_servers(config)
+        migrate()
+        receiver_url = f"http://{config.receiver_host}:{port or config.receiver_port}"
+        _print_dev_banner(config, receiver_url, started, with_flower)
+        dev_file = config.data_dir / "run" / "dev.json"
+        dev_file.write_text(json.dumps({"pid": os.getpid(), "receiver_url": receiver_url}))
+        try:
+            exit_code = _supervise(_dev_commands(port, with_flower))
+        finally:
+            dev_file.unlink(missing_ok=True)
+            if detach_process():
+                console.print("stopped the embedded PostgreSQL and Redis")
+    raise typer.Exit(exit_code)
+
+
+@contextlib.contextmanager
+def _only_dev_of(config: Settings) -> Iterator[None]:
+    """Hold the data dir's dev lock, or say who holds it."""
+    state = config.data_dir / "run"
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "dev.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fail(
+                f"another `meterbridge dev` is running on {config.data_dir.resolve()} "
+                f"({_running_dev(state)}); stop it first, or set METERBRIDGE_DATA_DIR to "
+                "another directory"
+            )
+        yield
+
+
+def _running_dev(state: Path) -> str:
+    try:
+        running = json.loads((state / "dev.json").read_text())
+        return f"pid {running['pid']}, receiver {running['receiver_url']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "starting up"
+
+
+def _dev_commands(port: int | None, with_flower: bool) -> dict[str, list[str]]:
     base = [sys.executable, "-m", "workers.cli"]
     commands = {
         "receiver": [*base, "receiver", *(["--port", str(port)] if port else [])],
@@ -164,16 +220,26 @@ def dev(
     }
     if with_flower:
         commands["flower"] = [*base, "flower"]
-    receiver_port = port or config.receiver_port
-    console.print(f"receiver  http://{config.receiver_host}:{receiver_port}  (docs at /docs)")
+    return commands
+
+
+def _print_dev_banner(
+    config: Settings, receiver_url: str, started: list[str], with_flower: bool
+) -> None:
+    console.print(f"receiver  {receiver_url}  (docs at /docs)")
     if with_flower:
         console.print(f"flower    http://127.0.0.1:{config.flower_port}")
-    console.print("data      " + str(config.data_dir.resolve()))
-    console.print("Ctrl-C stops everything.\n")
-    _supervise(commands)
+    console.print(f"data      {config.data_dir.resolve()}")
+    if config.embedded_database:
+        console.print(f"postgres  {config.sqlalchemy_url.replace('+psycopg', '')}")
+    if config.embedded_broker:
+        console.print(f"redis     {config.celery_broker_url}")
+    if started:
+        console.print(f"started   embedded {' and '.join(started)}")
+    console.print("Ctrl-C stops everything.\n", highlight=False)
 
 
-def _supervise(commands: dict[str, list[str]]) -> None:
+def _supervise(commands: dict[str, list[str]]) -> int:
     stopping = False
 
     def request_stop(_signum: int, _frame: object) -> None:
@@ -197,7 +263,7 @@ def _supervise(commands: dict[str, list[str]]) -> None:
                 break
         time.sleep(0.3)
     _stop_all(children)
-    raise typer.Exit(exit_code)
+    return exit_code
 
 
 def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:

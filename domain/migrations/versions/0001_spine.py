@@ -105,7 +105,6 @@ def upgrade() -> None:
             ["status", "id"],
             unique=False,
             postgresql_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
-            sqlite_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
         )
         batch_op.create_index("ix_event_org_status_id", ["org_id", "status", "id"], unique=False)
         batch_op.create_index("ix_event_org_type_id", ["org_id", "type", "id"], unique=False)
@@ -180,7 +179,6 @@ def downgrade() -> None:
         batch_op.drop_index(
             "ix_event_open",
             postgresql_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
-            sqlite_where=sa.text("status IN ('pending', 'processing', 'retrying')"),
         )
 
     op.drop_table("event")
