@@ -1,8 +1,13 @@
 """What a Chargebee run records as it goes, each step in its own short transaction so a
-run cut off anywhere leaves an accurate account of what Chargebee holds."""
+run cut off anywhere leaves an accurate account of what Chargebee holds.
+
+An invoice is named by (organisation, site, invoice id): Chargebee numbers invoices per
+site, so every query for the lines on an invoice carries all three (``_on_invoice``).
+"""
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
@@ -12,21 +17,33 @@ from domain.integrations.runs import Prepared
 from domain.integrations.sync import BillSync, ChargebeeLine, LineState
 
 
+def _on_invoice(prepared: Prepared, invoice_id: str) -> list[ColumnElement[bool]]:
+    """This run's invoice: its id on the site of the run's credential, in the run's
+    organisation. A line recorded with an unknown site (before 0005) matches no run."""
+    return [
+        col(ChargebeeLine.org_id) == prepared.org_id,
+        col(ChargebeeLine.site) == prepared.site,
+        col(ChargebeeLine.invoice_id) == invoice_id,
+    ]
+
+
 def lines_on(engine: Engine, prepared: Prepared, invoice_id: str) -> list[ChargebeeLine]:
+    """The lines this run's (config, bill) recorded on the invoice."""
     with transaction(engine) as session:
         statement = select(ChargebeeLine).where(
-            ChargebeeLine.config_id == prepared.config_id,
-            ChargebeeLine.bill_id == prepared.bill_id,
-            ChargebeeLine.invoice_id == invoice_id,
+            *_on_invoice(prepared, invoice_id),
+            col(ChargebeeLine.config_id) == prepared.config_id,
+            col(ChargebeeLine.bill_id) == prepared.bill_id,
         )
         return list(session.exec(statement.order_by(col(ChargebeeLine.id))))
 
 
-def claimed_line_ids(engine: Engine, invoice_id: str) -> set[str]:
-    """Line ids on this invoice that some run already recorded as its own."""
+def claimed_line_ids(engine: Engine, prepared: Prepared, invoice_id: str) -> set[str]:
+    """Line ids on the invoice that some run (of any config or bill) already recorded as
+    its own."""
     with transaction(engine) as session:
         statement = select(ChargebeeLine.line_item_id).where(
-            ChargebeeLine.invoice_id == invoice_id, col(ChargebeeLine.line_item_id).is_not(None)
+            *_on_invoice(prepared, invoice_id), col(ChargebeeLine.line_item_id).is_not(None)
         )
         return {line_id for line_id in session.exec(statement) if line_id}
 
@@ -40,6 +57,8 @@ def begin_add(
             org_id=prepared.org_id,
             config_id=prepared.config_id,
             bill_id=prepared.bill_id,
+            credential_id=prepared.credential_id,
+            site=prepared.site,
             invoice_id=invoice_id,
             run_id=prepared.run_id,
             item_key=item.key,
@@ -93,6 +112,8 @@ def record_created(
                     org_id=prepared.org_id,
                     config_id=prepared.config_id,
                     bill_id=prepared.bill_id,
+                    credential_id=prepared.credential_id,
+                    site=prepared.site,
                     invoice_id=invoice_id,
                     run_id=prepared.run_id,
                     item_key=item.key,

@@ -136,6 +136,9 @@ class Prepared:
     bill_id: str
     bill_version: int
     customer_id: str
+    #: The credential that connects the run, and its Chargebee site: with ``org_id`` and an
+    #: invoice id, the site names an invoice (invoice ids repeat across sites).
+    credential_id: str
     site: str
     api_key: str
     create_invoice: bool
@@ -182,6 +185,7 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         bill_id=bill.id,
         bill_version=bill.version,
         customer_id=_customer_id(session, config, account),
+        credential_id=credential.id,
         site=credential.site,
         api_key=box.decrypt(credential.api_key_ciphertext),
         create_invoice=config.chargebee.create_invoice,

@@ -2,7 +2,10 @@
 its versions.
 
 meterbridge records every line it put on an invoice (``ChargebeeLine``: the bill, the
-item's fingerprint, Chargebee's line item id). A run compares the items the bill needs now
+item's fingerprint, Chargebee's line item id). An invoice is known by organisation, site and
+invoice id together: Chargebee numbers invoices per site, so two sites (of two
+organisations, or two credentials of one) can each have an invoice ``inv_1``, and neither
+must see, claim or delete the other's lines. A run compares the items the bill needs now
 with the lines recorded and still present on the invoice, as multisets of fingerprints:
 lines no longer needed are deleted, missing items are added, the rest stay. A line is
 recorded as ``adding`` (with the line ids the invoice had before, and the idempotency key)
@@ -33,12 +36,23 @@ class LineState(StrEnum):
 
 class ChargebeeLine(SQLModel, table=True):
     __tablename__ = "chargebee_line"
-    __table_args__ = (sa.Index("ix_chargebee_line_bill", "config_id", "bill_id"),)
+    __table_args__ = (
+        sa.Index("ix_chargebee_line_bill", "config_id", "bill_id"),
+        sa.Index("ix_chargebee_line_invoice", "org_id", "site", "invoice_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: str = Field(foreign_key="organisation.id", max_length=40)
     config_id: str = Field(foreign_key="integration_config.id", max_length=40)
     bill_id: str = Field(foreign_key="bill.id", max_length=40)
+    #: The credential that sent the line (no foreign key: a credential can be deleted once
+    #: detached, and the line stays on the invoice). None: recorded before 0005 by a config
+    #: that had no credential then.
+    credential_id: str | None = Field(default=None, max_length=40)
+    #: The Chargebee site of the invoice: invoice ids are only unique within a site. None:
+    #: unknown (recorded before 0005 by a config that had no credential then); such a line
+    #: is no run's.
+    site: str | None = Field(default=None, max_length=63)
     invoice_id: str = Field(max_length=100)
     run_id: str = Field(max_length=40)
     item_key: str = Field(max_length=200)

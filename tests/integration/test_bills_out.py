@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from sqlmodel import select
 
+from domain.db import transaction
+from domain.integrations.sync import ChargebeeLine, LineState
 from tests.support.billing import Api, prepare_customer, summary
 from tests.support.fake_chargebee import FakeChargebee
 from tests.support.processes import Stack
@@ -375,3 +378,59 @@ def test_transient_faults_retry_and_never_charge_twice(
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_lines_claimed_on_another_sites_invoice_with_the_same_id_are_not_ours(
+    api: Api, fake_chargebee: FakeChargebee, running: Stack
+) -> None:
+    # given another organisation whose own site has an invoice with our invoice's id, and
+    # whose run recorded on it lines with the very ids this fake gives our next lines
+    account, invoice = prepare_customer(fake_chargebee, api)
+    other = Api(running.env, running.receiver_url)
+    try:
+        site = {"name": "cb", "site": "elsewhere", "api_key": "other_key"}
+        credential = other.post("/api/v1/credentials", site)
+        their_config = other.config(credential_id=credential["id"], only_send_on_approval=True)
+        their_bill = other.bill(other.account()["id"], [STANDING])
+    finally:
+        other.http.close()
+    next_id = int(invoice.removeprefix("inv_")) + 1
+    theirs = [f"li_{n}" for n in range(next_id, next_id + 10)]
+    with transaction(running.env.engine) as session:
+        for line_id in theirs:
+            session.add(
+                ChargebeeLine(
+                    org_id=other.org_id,
+                    config_id=their_config["id"],
+                    bill_id=their_bill["id"],
+                    credential_id=credential["id"],
+                    site="elsewhere",
+                    invoice_id=invoice,
+                    run_id="run_elsewhere",
+                    item_key=line_id,
+                    item_price_id="cb-default",
+                    fingerprint="0" * 32,
+                    state=LineState.ADDED,
+                    idempotency_key=f"run_elsewhere:{line_id}",
+                    line_item_id=line_id,
+                )
+            )
+
+    # when our bill goes out to our invoice
+    api.config(chargebee={"standing_charge_item_price_id": "cb-standing"})
+    bill = api.bill(account["id"], [STANDING, MIN_SPEND])
+    [run] = api.wait_runs(bill["id"], 1)
+
+    # then our new lines are found as ours, and their claims are left alone
+    assert run["status"] == "COMPLETE", run
+    lines = fake_chargebee.lines(invoice)
+    assert summary(lines) == [("cb-default", 1, 1000, 1000), ("cb-standing", 1, 4900, 4900)]
+    with transaction(running.env.engine) as session:
+        ours = session.exec(
+            select(ChargebeeLine.line_item_id).where(ChargebeeLine.bill_id == bill["id"])
+        ).all()
+        kept = session.exec(
+            select(ChargebeeLine.line_item_id).where(ChargebeeLine.org_id == other.org_id)
+        ).all()
+    assert sorted(ours) == sorted(line["id"] for line in lines)
+    assert sorted(kept) == sorted(theirs)

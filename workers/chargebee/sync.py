@@ -128,7 +128,7 @@ def _settle_lost_adds(
     for line in ledger.lines_on(engine, prepared, invoice.id):
         if line.state != LineState.ADDING:
             continue
-        claimed = ledger.claimed_line_ids(engine, invoice.id)
+        claimed = ledger.claimed_line_ids(engine, prepared, invoice.id)
         found = _new_line(invoice, set(line.ids_before) | claimed, line.item_price_id)
         if found is None:
             invoice = client.add_charge_item(invoice.id, line.form, line.idempotency_key)
@@ -143,7 +143,7 @@ def _settle_lost_adds(
 def _add(
     engine: Engine, client: ChargebeeClient, prepared: Prepared, invoice: Invoice, item: ChargeItem
 ) -> Invoice:
-    known = invoice.line_ids | ledger.claimed_line_ids(engine, invoice.id)
+    known = invoice.line_ids | ledger.claimed_line_ids(engine, prepared, invoice.id)
     line = ledger.begin_add(engine, prepared, invoice.id, item, invoice.line_ids)
     updated = client.add_charge_item(invoice.id, item.form(), line.idempotency_key)
     line_id = _new_line(updated, known, item.item_price_id)
