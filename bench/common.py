@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -39,6 +40,7 @@ from domain.secrets import generate_key, secret_box
 from domain.settings import Settings
 from domain.sources import create_source
 from tests.support.processes import Proc as TestProc
+from workers.embedded import EmbeddedPostgres, EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
@@ -73,6 +75,13 @@ def parser(description: str) -> argparse.ArgumentParser:
         help="Postgres server (any database on it); a fresh database is created and dropped",
     )
     p.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis broker")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="instead of --database-url and --redis-url, start the embedded PostgreSQL and "
+        "Redis from the wheels with the settings `meterbridge dev` gives them (durable), "
+        "in a temporary directory",
+    )
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the PNG and JSON go")
     p.add_argument(
         "--log-level",
@@ -287,7 +296,8 @@ def _drop_database(server_url: str, name: str) -> None:
 def _delete_redis_keys(redis_url: str, queue: str, token: str) -> None:
     """The run's queues (with their priority lists and bindings), and the run's members
     of shared binding sets; nothing else."""
-    client = redis.Redis.from_url(redis_url)
+    # kombu spells a unix socket redis+socket://, redis-py unix://
+    client = redis.Redis.from_url(redis_url.replace("redis+socket://", "unix://", 1))
     patterns = (f"{queue}*", f"_kombu.binding.{queue}*", f"_kombu.binding_permanent.{queue}*")
     try:
         for pattern in patterns:
@@ -314,6 +324,34 @@ def bench(args: argparse.Namespace, name: str, **settings: str) -> Iterator[Benc
     """A fresh database (migrated, with the bench tables), a queue of its own, and every
     process started through it stopped at the end; the database dropped."""
     _raise_on_sigterm()
+    with _servers(args), _bench(args, name, **settings) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def _servers(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--embedded``: the wheels' servers, as `meterbridge dev` runs them."""
+    if not args.embedded:
+        yield
+        return
+    root = Path(tempfile.mkdtemp(prefix="mbbench-embedded-", dir="/tmp"))
+    root.chmod(0o755)  # as root, PostgreSQL runs as another user that must enter it
+    postgres = EmbeddedPostgres(root / "postgres" / "data", root / "run")
+    redis = EmbeddedRedis(root / "redis", root / "run" / "redis.sock", durable=True)
+    try:
+        postgres.start()
+        redis.start()
+        args.database_url, args.redis_url = postgres.url(), redis.url
+        print(f"embedded PostgreSQL and Redis in {root}")
+        yield
+    finally:
+        redis.stop()
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _bench(args: argparse.Namespace, name: str, **settings: str) -> Iterator[Bench]:
     token = secrets.token_hex(4)
     tmp = Path(tempfile.mkdtemp(prefix=f"mbbench-{name}-"))
     database_url = _create_database(args.database_url, f"mbbench_{name}_{token}")

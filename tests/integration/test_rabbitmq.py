@@ -18,6 +18,8 @@ from tests.support.webhooks import new_source, send
 
 AMQP_URL = os.environ.get("METERBRIDGE_TEST_AMQP_URL", "")
 
+pytestmark = pytest.mark.rabbitmq
+
 
 @pytest.fixture
 def rabbit_stack(tmp_path: Path) -> Iterator[Stack]:

@@ -1,0 +1,74 @@
+"""The life of a data dir's embedded servers: shared by every process attached to them,
+stopped by the last, never left behind by one that was killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from domain.settings import Settings
+from tests.support.embedded import clean_env, cli, processes_using
+from tests.support.environment import REPO
+from workers.embedded import EmbeddedServers
+
+ATTACH_AND_WAIT = (
+    "import sys, time; from domain.settings import load_settings; "
+    "from workers.embedded import attach_process; "
+    "attach_process(load_settings()); print('attached', flush=True); time.sleep(120)"
+)
+
+
+def test_servers_a_killed_user_left_running_are_adopted_then_stopped(tmp_path: Path) -> None:
+    # given a process attached to the servers, then killed with SIGKILL (no atexit)
+    data_dir = tmp_path / "data"
+    user = subprocess.Popen(
+        [sys.executable, "-c", ATTACH_AND_WAIT],
+        env=clean_env(data_dir),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert user.stdout is not None
+    assert user.stdout.readline().strip() == "attached"
+    user.send_signal(signal.SIGKILL)
+    user.wait(timeout=10)
+    servers = EmbeddedServers(Settings(_env_file=None, data_dir=data_dir))
+    assert servers.postgres is not None
+    assert servers.postgres.running()
+    assert servers.redis is not None
+    assert servers.redis.running()
+
+    # when another process attaches (nothing to start) and is the last to detach
+    assert servers.attach(os.getpid()) == []
+    assert servers.users() == {os.getpid()}
+    assert servers.detach(os.getpid()) is True
+
+    # then both servers are stopped
+    assert processes_using(data_dir) == []
+
+
+def test_commands_started_together_on_a_fresh_data_dir_share_one_start(tmp_path: Path) -> None:
+    # given four commands started at once on a data dir with no servers and no cluster
+    data_dir = tmp_path / "data"
+    env = clean_env(data_dir)
+    commands = [
+        subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "sources", "list", "--json"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    # when they finish
+    results = [command.communicate(timeout=120) for command in commands]
+    # then each one answered, and the last to finish stopped the servers
+    assert [command.returncode for command in commands] == [0] * 4, results
+    assert all(stdout.strip() == "[]" for stdout, _ in results), results
+    assert processes_using(data_dir) == []
+    assert cli(env, "sources", "list", "--json").stdout.strip() == "[]"
