@@ -57,8 +57,10 @@ async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(ApiError(409, "conflict", str(exc)))
 
 
-async def _validation(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if _body_not_sent_as_json(exc):
+        return error_response(_not_json_content_type(request))
     details = [
         {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]}
         for error in exc.errors()
@@ -66,6 +68,23 @@ async def _validation(_request: Request, exc: Exception) -> JSONResponse:
     first = details[0] if details else {"field": "?", "reason": "invalid"}
     message = f"{first['field']}: {first['reason']}"
     return error_response(ApiError(422, "validation_error", message, details=details))
+
+
+def _body_not_sent_as_json(exc: RequestValidationError) -> bool:
+    """FastAPI parses a body as JSON only under a JSON content type; otherwise the model is
+    validated against the raw bytes, which fails with a message that hides the cause."""
+    return any(
+        tuple(error["loc"]) == ("body",) and isinstance(error.get("input"), bytes)
+        for error in exc.errors()
+    )
+
+
+def _not_json_content_type(request: Request) -> ApiError:
+    sent = request.headers.get("content-type")
+    got = f"it was sent as {sent!r}" if sent else "it was sent without a content-type header"
+    message = f"send the body as JSON with `content-type: application/json` ({got})"
+    details = [{"field": "headers.content-type", "reason": message}]
+    return ApiError(422, "validation_error", message, details=details)
 
 
 async def _http(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,10 +11,13 @@ from rich.progress import Progress
 
 from domain.clock import utcnow
 from domain.deadletters import DeadLetterFilter, count_dead, list_dead, replay_matching
+from domain.events import Event, EventStatus
 from domain.organisations import DEFAULT_ORG_ID
+from domain.settings import Settings
 from workers.cli.common import (
     console,
     fail,
+    find,
     migrated_engine,
     print_json,
     print_table,
@@ -33,6 +37,14 @@ Error = Annotated[str | None, typer.Option("--error", help="Last error contains 
 Since = Annotated[datetime | None, typer.Option(help="Died at or after (UTC).")]
 Until = Annotated[datetime | None, typer.Option(help="Died before (UTC).")]
 Org = Annotated[str, typer.Option("--org", help="Organisation id.")]
+ReplayOrg = Annotated[
+    str | None,
+    typer.Option(
+        "--org",
+        help="Organisation the filters look in [default: the default one]. With an ID: "
+        "only if the event belongs to it (an ID alone is found in any organisation).",
+    ),
+]
 
 
 def _filter(
@@ -87,6 +99,24 @@ def list_(
     )
 
 
+def _in_event_org(
+    config: Settings, filt: DeadLetterFilter, event_id: str, org: str | None
+) -> DeadLetterFilter:
+    """The filter moved to the event's own organisation (ids are unique across them).
+    An event that is not dead has nothing to replay: say what it is and stop, successfully,
+    as the README and the HTTP API promise."""
+    with session_for(config) as session:
+        event = find(session, Event, event_id, "event", org)
+    if event.status != EventStatus.DEAD:
+        console.print(
+            f"{event_id} is not dead (status: {event.status}); nothing to replay",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(0)
+    return replace(filt, org_id=event.org_id)
+
+
 @app.command("replay")
 def replay_(
     event_id: Annotated[str | None, typer.Argument(help="One event id; or use filters.")] = None,
@@ -99,20 +129,23 @@ def replay_(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be replayed.")
     ] = False,
-    org: Org = DEFAULT_ORG_ID,
+    org: ReplayOrg = None,
 ) -> None:
     """Send dead letters back for processing. Their history is kept; replaying an event
     that is no longer dead does nothing."""
-    filt = _filter(org, (event_id,) if event_id else (), source, type, error, since, until)
-    if filt == DeadLetterFilter(org) and not all_:
+    scope = org or DEFAULT_ORG_ID
+    filt = _filter(scope, (event_id,) if event_id else (), source, type, error, since, until)
+    if filt == DeadLetterFilter(scope) and not all_:
         fail("name an event id or a filter, or pass --all", code=2)
     config = settings()
+    if event_id:
+        filt = _in_event_org(config, filt, event_id, org)
     with session_for(config) as session:
         total = count_dead(session, filt)
         if dry_run:
             events = list_dead(session, filt, limit=10_000)
     if total == 0:
-        fail("no dead letters match" + (f" (is {event_id} dead?)" if event_id else ""))
+        fail("no dead letters match")
     if dry_run:
         print_table(
             f"would replay {total}",

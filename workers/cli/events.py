@@ -9,12 +9,15 @@ import typer
 from rich.progress import Progress
 
 from domain.eventlog import EventFilter, get_event, list_events
-from domain.events import EventStatus
+from domain.events import Event, EventStatus
 from domain.organisations import DEFAULT_ORG_ID
 from domain.subscriptions.rebuild import count_events, rebuild
 from workers.cli.common import (
+    AnyOrgOption,
     console,
     fail,
+    find,
+    print_fields,
     print_json,
     print_table,
     session_for,
@@ -56,10 +59,11 @@ def list_(
 
 
 @app.command()
-def show(event_id: str, org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
+def show(event_id: str, org: AnyOrgOption = None, as_json: JsonOption = False) -> None:
     """Show one event: its envelope, payload and every processing attempt."""
     with session_for(settings()) as session:
-        event, attempts = get_event(session, org, event_id)
+        found = find(session, Event, event_id, "event", org)
+        event, attempts = get_event(session, found.org_id, event_id)
     data = event.model_dump(exclude={"payload"})
     data["payload"] = json.loads(event.payload)
     data["history"] = [
@@ -68,7 +72,7 @@ def show(event_id: str, org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = F
     if as_json:
         print_json(data)
         return
-    for key in (
+    fields = (
         "id",
         "source_id",
         "provider",
@@ -84,11 +88,12 @@ def show(event_id: str, org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = F
         "dead_at",
         "dead_reason",
         "last_error",
-    ):
-        value = data[key]
-        console.print(f"{key:16} {value if value is not None else '-'}", highlight=False)
-    console.print(f"{'headers':16} {json.dumps(event.headers)}", highlight=False)
-    console.print(f"{'payload':16} {json.dumps(data['payload'])[:2000]}", highlight=False)
+    )
+    # Printed as they are: a stored "[redacted]" must not be read as rich markup.
+    print_fields({key: data[key] for key in fields})
+    print_fields(
+        {"headers": json.dumps(event.headers), "payload": json.dumps(data["payload"])[:2000]}
+    )
     print_table(
         "attempts",
         ["replay", "#", "started", "ms", "outcome", "error", "retry at", "task"],

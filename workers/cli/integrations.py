@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from domain.integrations.configs import get_config, list_configs
+from domain.integrations.configs import IntegrationConfig, list_configs
 from domain.integrations.runs import (
     RUN_REQUESTED,
     RunFilter,
@@ -15,12 +15,23 @@ from domain.integrations.runs import (
     list_runs,
 )
 from domain.organisations import DEFAULT_ORG_ID
-from workers.cli.common import console, print_json, print_table, session_for, settings, when
+from workers.cli.common import (
+    AnyOrgOption,
+    console,
+    find,
+    print_fields,
+    print_json,
+    print_table,
+    session_for,
+    settings,
+    when,
+)
 
 app = typer.Typer(help="Integration configs: where approved bills go.", no_args_is_help=True)
 
 Org = Annotated[str, typer.Option("--org", help="Organisation id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+WHAT = "integration config"
 
 
 @app.command("list")
@@ -60,19 +71,18 @@ def list_(org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def show(config_id: str, org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
+def show(config_id: str, org: AnyOrgOption = None, as_json: JsonOption = False) -> None:
     """Show a config, its options and its latest runs."""
     with session_for(settings()) as session:
-        config = get_config(session, org, config_id)
-        runs = list_runs(session, RunFilter(org, config_id=config_id), limit=20)
+        config = find(session, IntegrationConfig, config_id, WHAT, org)
+        runs = list_runs(session, RunFilter(config.org_id, config_id=config_id), limit=20)
     data = config.model_dump()
     data["connected"] = config.connected
     if as_json:
         data["runs"] = [run.model_dump() for run in runs]
         print_json(data)
         return
-    for key, value in data.items():
-        console.print(f"{key:32} {value if value is not None else '-'}", highlight=False)
+    print_fields(data, width=32)
     print_table(
         "latest runs",
         ["run", "bill", "status", "added", "removed", "error", "created"],
@@ -95,19 +105,19 @@ def show(config_id: str, org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False)
 def disable(
     config_id: str,
     reason: Annotated[str, typer.Option(help="Why; shown with the config.")] = "disabled by a user",
-    org: Org = DEFAULT_ORG_ID,
+    org: AnyOrgOption = None,
 ) -> None:
     """Disable a config: its runs are recorded as DISABLED and held, not sent."""
     with session_for(settings()) as session:
-        disable_config(session, get_config(session, org, config_id), reason)
+        disable_config(session, find(session, IntegrationConfig, config_id, WHAT, org), reason)
     console.print(f"{config_id} disabled; its runs are held")
 
 
 @app.command()
-def enable(config_id: str, org: Org = DEFAULT_ORG_ID) -> None:
+def enable(config_id: str, org: AnyOrgOption = None) -> None:
     """Enable a config, reset its error count, and release its held runs in order."""
     with session_for(settings()) as session:
-        released = enable_config(session, get_config(session, org, config_id))
+        released = enable_config(session, find(session, IntegrationConfig, config_id, WHAT, org))
     from tasks.publish import enqueue
 
     enqueue((event_id, RUN_REQUESTED) for event_id in released)

@@ -23,7 +23,7 @@ def create_org(name: Annotated[str, typer.Argument(help="The organisation's name
     """Create an organisation and print its first API key (shown once)."""
     with session_for(settings()) as session:
         organisation, key = create_organisation(session, name)
-    console.print(f"organisation {organisation.id} ({name})")
+    typer.echo(f"organisation {organisation.id} ({name})")  # a name is data, not markup
     console.print("first API key (shown once, store it now):")
     typer.echo(key)
 
@@ -50,7 +50,7 @@ def create(
     """Add a user to an organisation."""
     with session_for(settings()) as session:
         user = create_user(session, org, name, email)
-    console.print(f"user {user.id} {user.email}")
+    typer.echo(f"user {user.id} {user.email}")
 
 
 @users.command("list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Annotated
 
 import typer
@@ -12,16 +13,23 @@ from domain.organisations import DEFAULT_ORG_ID
 from domain.outbox import release_held
 from domain.providers import PROVIDERS
 from domain.secrets import secret_box
-from domain.sources import (
-    Source,
-    create_source,
-    disable_source,
-    enable_source,
-    get_source,
-    list_sources,
-)
+from domain.settings import Settings
+from domain.sources import Source, create_source, disable_source, enable_source, list_sources
 from domain.users import check_users
-from workers.cli.common import console, print_json, print_table, session_for, settings, when
+from workers.cli.common import (
+    AnyOrgOption,
+    cli_command,
+    console,
+    find,
+    print_fields,
+    print_json,
+    print_table,
+    receiver_url,
+    session_for,
+    settings,
+    signed_curl,
+    when,
+)
 
 PROVIDER_HINTS = {
     "chargebee": "with basic authentication set to the secret (username:password)",
@@ -80,22 +88,29 @@ def create(
             secret=secret,
             notify_user_ids=notify or [],
         )
-    url = f"http://{config.receiver_host}:{config.receiver_port}/webhooks/{source.id}"
-    console.print(f"source  {source.id}  ({provider})")
-    console.print(f"url     {url}")
-    console.print(f"secret  {plain}   (shown once; it is stored encrypted)")
+    url = f"{receiver_url(config)}/webhooks/{source.id}"
+    # Plain echo: a secret or a command is data; rich would eat brackets and wrap lines.
+    typer.echo(f"source  {source.id}  ({provider})")
+    typer.echo(f"url     {url}")
+    typer.echo(f"secret  {plain}   (shown once; it is stored encrypted)")
     if provider != "generic":
-        console.print(
+        typer.echo(
             f"\nConfigure {provider} to send its webhooks to the url {PROVIDER_HINTS[provider]}."
         )
         return
+    _print_try_it(config, url, plain)
+
+
+def _print_try_it(config: Settings, url: str, secret: str) -> None:
+    """A curl command that sends a signed test event as printed (signed now, so it fails
+    loudly once stale), and the command that prints a freshly signed one later."""
     body = json.dumps({"type": "demo.ping", "timestamp": utcnow().isoformat(), "data": {}})
-    console.print("\nSend a signed test event:", highlight=False)
-    console.print(
-        f"  eval \"$(meterbridge sign --secret '{plain}' --url {url} --data '{body}')\"",
-        highlight=False,
-        soft_wrap=True,
-    )
+    valid = config.signature_tolerance_seconds
+    typer.echo(f"\nSend a signed test event (signed now; accepted for {valid} seconds):")
+    typer.echo(f"  {signed_curl(url, secret, body.encode())}")
+    typer.echo("\nPrint a freshly signed one later:")
+    resign = shlex.join(["sign", "--secret", secret, "--url", url, "--data", body])
+    typer.echo(f"  {cli_command()} {resign}")
 
 
 @app.command("list")
@@ -125,37 +140,36 @@ def list_(org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def show(source_id: str, org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
+def show(source_id: str, org: AnyOrgOption = None, as_json: JsonOption = False) -> None:
     """Show one source (never its secret)."""
     with session_for(settings()) as session:
-        source = get_source(session, org, source_id)
+        source = find(session, Source, source_id, "source", org)
     data = _as_dict(source)
     if as_json:
         print_json(data)
         return
-    for key, value in data.items():
-        console.print(f"{key:16} {value if value is not None else '-'}", highlight=False)
+    print_fields(data)
 
 
 @app.command()
 def disable(
     source_id: str,
     reason: Annotated[str, typer.Option(help="Why; shown with the source.")] = "disabled by a user",
-    org: OrgOption = DEFAULT_ORG_ID,
+    org: AnyOrgOption = None,
 ) -> None:
     """Disable a source: its webhooks are still accepted and stored, but held."""
     with session_for(settings()) as session:
-        disable_source(session, get_source(session, org, source_id), reason)
+        disable_source(session, find(session, Source, source_id, "source", org), reason)
     console.print(f"{source_id} disabled; new events are stored and held")
 
 
 @app.command()
-def enable(source_id: str, org: OrgOption = DEFAULT_ORG_ID) -> None:
+def enable(source_id: str, org: AnyOrgOption = None) -> None:
     """Enable a source, reset its error count, and release its held events in the order
     they were received."""
     config = settings()
     with session_for(config) as session:
-        enable_source(session, get_source(session, org, source_id))
+        enable_source(session, find(session, Source, source_id, "source", org))
         released = release_held(session, source_id, utcnow(), config.outbox_grace_seconds)
     from tasks.publish import enqueue
 
