@@ -28,9 +28,10 @@ from domain.providers.generic import sign as sign_generic
 from domain.schema import NotMigrated, require_migrated
 from domain.settings import Settings, SettingsError, load_settings
 from workers.embedded import EmbeddedServerError, attach_process
+from workers.embedded.process import alive
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # a message is never folded mid-word
 
 #: Width for tables written to a pipe or a file: wide enough that no row is folded.
 UNWRAPPED_WIDTH = 100_000
@@ -145,17 +146,7 @@ def receiver_url(config: Settings) -> str:
         pid, url = int(dev["pid"]), str(dev["receiver_url"])
     except (OSError, ValueError, KeyError, TypeError):  # absent, or half written
         return configured
-    return url if _alive(pid) else configured
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
+    return url if alive(pid) else configured
 
 
 def cli_command() -> str:

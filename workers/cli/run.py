@@ -30,6 +30,7 @@ from workers.cli.common import (
     fail,
     migrated_engine,
     settings,
+    signed_curl,
     use_embedded_servers,
 )
 from workers.embedded import detach_process
@@ -176,7 +177,9 @@ def dev(
         receiver_url = f"http://{config.receiver_host}:{port or config.receiver_port}"
         _print_dev_banner(config, receiver_url, started, with_flower)
         dev_file = config.data_dir / "run" / "dev.json"
-        dev_file.write_text(json.dumps({"pid": os.getpid(), "receiver_url": receiver_url}))
+        written = dev_file.with_suffix(".tmp")  # renamed into place: never read half written
+        written.write_text(json.dumps({"pid": os.getpid(), "receiver_url": receiver_url}))
+        written.replace(dev_file)
         try:
             exit_code = _supervise(_dev_commands(port, with_flower))
         finally:
@@ -309,19 +312,11 @@ def sign(
         json.loads(body)
     except ValueError as exc:
         fail(f"the body is not JSON: {exc}", code=2)
+    if url is not None:
+        typer.echo(signed_curl(url, secret, body, msg_id))
+        return
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     timestamp = int(time.time())
-    headers = {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign_generic(secret, msg_id, timestamp, body),
-    }
-    if url is None:
-        for name, value in headers.items():
-            typer.echo(f"{name}: {value}")
-        return
-    parts = ["curl", "-sS", "-X", "POST", url, "-H", "'content-type: application/json'"]
-    parts += [f"-H '{name}: {value}'" for name, value in headers.items()]
-    body_text = body.decode().replace("'", "'\\''")
-    parts.append(f"--data '{body_text}'")
-    typer.echo(" ".join(parts))
+    typer.echo(f"webhook-id: {msg_id}")
+    typer.echo(f"webhook-timestamp: {timestamp}")
+    typer.echo(f"webhook-signature: {sign_generic(secret, msg_id, timestamp, body)}")
