@@ -9,11 +9,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from domain.settings import Settings
 from tests.support.environment import Environment, make_env
 from tests.support.fake_chargebee import FakeChargebee
 from tests.support.processes import Stack
 from tests.support.servers import stop_session_services
 from tests.support.smtp import SmtpServer
+from workers.embedded import EmbeddedServers
 
 #: CI sets this so that a test which would skip for a missing service fails instead.
 REQUIRE_ALL = os.environ.get("METERBRIDGE_TEST_REQUIRE_ALL") == "1"
@@ -61,6 +63,16 @@ def _database_answers(url: str) -> None:
 def _broker_answers(url: str) -> None:
     with kombu.Connection(url, connect_timeout=5) as connection:
         connection.ensure_connection(max_retries=1, timeout=5)
+
+
+@pytest.fixture
+def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh data dir for a test of the embedded default; its PostgreSQL and Redis are
+    stopped at the end whatever happened (they run in sessions of their own, so a failed
+    test would leave them behind)."""
+    path = tmp_path / "data"
+    yield path
+    EmbeddedServers(Settings(_env_file=None, data_dir=path)).stop()
 
 
 @pytest.fixture

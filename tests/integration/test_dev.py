@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.embedded import clean_env, cli, processes_using, session_members
 from tests.support.processes import CLI, Proc, free_port, wait_for
@@ -32,9 +33,12 @@ def _event_status(env: dict[str, str], event_id: str) -> str:
     return str(json.loads(shown.stdout)["status"])
 
 
-def test_dev_runs_the_embedded_stack_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
+@pytest.mark.timeout(300)
+def test_dev_runs_the_embedded_stack_and_ctrl_c_leaves_nothing_running(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
     # given a data dir and no URL: a fresh machine
-    data_dir = tmp_path / "data"
+    data_dir = embedded_data_dir
     env = clean_env(data_dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

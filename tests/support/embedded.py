@@ -53,3 +53,4 @@ def session_members(leader: int) -> list[int]:
             if int(fields[3]) == leader and fields[0] != "Z":  # fields[3]: session id
                 members.append(int(entry.name))
     return members
+

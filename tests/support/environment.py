@@ -70,7 +70,7 @@ class Environment:
         if self._engine is not None:
             self._engine.dispose()
         if self.owned_database_url:
-            _drop_database(self.owned_database_url)
+            drop_database(self.owned_database_url)
 
 
 def make_env(tmp: Path, *, database_url: str | None = None, **overrides: Any) -> Environment:
@@ -80,7 +80,7 @@ def make_env(tmp: Path, *, database_url: str | None = None, **overrides: Any) ->
     data_dir.mkdir(parents=True, exist_ok=True)
     owned = database_url is None
     if database_url is None:
-        database_url = _create_database()
+        database_url = create_database()
     env = {
         "METERBRIDGE_DATA_DIR": str(data_dir),
         "METERBRIDGE_SECRET_KEY": generate_key(),
@@ -104,7 +104,8 @@ def _admin_engine() -> Engine:
     )
 
 
-def _create_database() -> str:
+def create_database() -> str:
+    """A new, empty database on the session's server."""
     name = f"mbtest_{secrets.token_hex(6)}"
     admin = _admin_engine()
     with admin.connect() as connection:
@@ -114,7 +115,7 @@ def _create_database() -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _drop_database(url: str) -> None:
+def drop_database(url: str) -> None:
     name = make_url(url).database
     admin = _admin_engine()
     with admin.connect() as connection:

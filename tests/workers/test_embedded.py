@@ -21,9 +21,11 @@ ATTACH_AND_WAIT = (
 )
 
 
-def test_servers_a_killed_user_left_running_are_adopted_then_stopped(tmp_path: Path) -> None:
+def test_servers_a_killed_user_left_running_are_adopted_then_stopped(
+    embedded_data_dir: Path,
+) -> None:
+    data_dir = embedded_data_dir
     # given a process attached to the servers, then killed with SIGKILL (no atexit)
-    data_dir = tmp_path / "data"
     user = subprocess.Popen(
         [sys.executable, "-c", ATTACH_AND_WAIT],
         env=clean_env(data_dir),
@@ -50,9 +52,11 @@ def test_servers_a_killed_user_left_running_are_adopted_then_stopped(tmp_path: P
     assert processes_using(data_dir) == []
 
 
-def test_commands_started_together_on_a_fresh_data_dir_share_one_start(tmp_path: Path) -> None:
+def test_commands_started_together_on_a_fresh_data_dir_share_one_start(
+    embedded_data_dir: Path,
+) -> None:
+    data_dir = embedded_data_dir
     # given four commands started at once on a data dir with no servers and no cluster
-    data_dir = tmp_path / "data"
     env = clean_env(data_dir)
     commands = [
         subprocess.Popen(

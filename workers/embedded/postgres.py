@@ -29,8 +29,11 @@ def _bin_dir() -> Path:
 
 POSTGRES_BIN_PATH = _bin_dir()
 
-#: Settings for a server whose data may be thrown away (tests): no waiting on the disk.
-THROWAWAY_OPTIONS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+#: Settings for a server whose data may be thrown away (tests): no waiting on the disk,
+#: which only an operating system crash could punish. Commits stay synchronous: a server
+#: that crashes (``stop("immediate")``) must keep every commit it acknowledged, as the
+#: receiver promises for every 2xx.
+THROWAWAY_OPTIONS = ("fsync=off", "full_page_writes=off")
 
 
 class EmbeddedServerError(RuntimeError):
