@@ -21,6 +21,8 @@ import json
 import os
 from collections.abc import Iterator
 
+from domain.db import make_engine
+from domain.schema import current_revision, head_revision, upgrade
 from domain.settings import EMBEDDED_DATABASE, REDIS_SOCKET_NAME, Settings
 from workers.embedded.postgres import EmbeddedPostgres
 from workers.embedded.process import alive
@@ -53,12 +55,14 @@ class EmbeddedServers:
             started = []
             if self.postgres is not None and not self.postgres.running():
                 self.postgres.start()
-                self.postgres.create_database(EMBEDDED_DATABASE)
                 started.append("postgres")
             if self.redis is not None and not self.redis.running():
                 self.redis.start()
                 started.append("redis")
             if self.postgres is not None:
+                # every time, not only after a start: a crash between initdb and here must
+                # not leave a cluster without its database
+                self.postgres.create_database(EMBEDDED_DATABASE)
                 _migrate(self.settings)
             self._write_users({*self._live_users(), pid})
             return started
@@ -111,9 +115,6 @@ class EmbeddedServers:
 def _migrate(settings: Settings) -> None:
     """The embedded database is meterbridge's own, so it is kept at the code's schema
     (a server database is migrated by `meterbridge migrate`, once per release)."""
-    from domain.db import make_engine
-    from domain.schema import current_revision, head_revision, upgrade
-
     engine = make_engine(settings)
     try:
         if current_revision(engine) != head_revision(engine):
