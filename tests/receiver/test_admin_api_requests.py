@@ -116,9 +116,12 @@ def test_every_readme_curl_that_posts_json_sends_its_content_type() -> None:
     block = re.search(r"```sh\n(.+?)\n```", section, flags=re.DOTALL)
     assert block is not None
     commands = re.split(r"\n(?=\S)", block.group(1))
-    posting_json = [c for c in commands if c.startswith("curl") and " -d " in c]
+    api_function = next(c for c in commands if c.startswith("api() {"))
+    posting_json = [c for c in commands if c.startswith(("curl", "api ")) and " -d " in c]
 
-    # then each one that posts JSON says so
+    # then each one that posts JSON says so, itself or through the api function
     assert posting_json
+    assert "-H 'content-type: application/json'" in api_function
     for command in posting_json:
-        assert "-H 'content-type: application/json'" in command, command
+        if command.startswith("curl"):
+            assert "-H 'content-type: application/json'" in command, command

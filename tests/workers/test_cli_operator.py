@@ -240,6 +240,32 @@ def test_a_table_cell_is_printed_as_stored(cli: Cli, env: Environment) -> None:
 # The README documents how to choose the organisation a list shows.
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["integrations", "list"],
+        ["sources", "list"],
+        ["events", "list"],
+        ["dead-letters", "list"],
+        ["users", "list"],
+    ],
+)
+def test_a_list_names_its_organisation_and_where_else_to_look(
+    cli: Cli, other_org: OtherOrg, command: list[str]
+) -> None:
+    # given objects in an organisation made with `orgs create`
+    # when a list runs on the default organisation, then it says so, and names the other
+    shown = cli(*command)
+    assert shown.exit_code == 0, shown.output
+    assert f"in {DEFAULT_ORG_ID}" in shown.stdout
+    assert f"other organisations: {other_org.id} (Acme Billing)" in shown.stderr
+    assert other_org.id not in shown.stdout
+    # with --org, it lists that one's objects and names the default organisation instead
+    theirs = cli(*command, "--org", other_org.id)
+    assert f"in {other_org.id}" in theirs.stdout
+    assert f"other organisations: {DEFAULT_ORG_ID}" in theirs.stderr
+
+
 def test_every_org_scoped_list_command_documents_its_org_option() -> None:
     # given the list commands that take --org
     root = typer.main.get_command(app)

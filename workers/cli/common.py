@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from domain.db import make_engine, transaction
 from domain.errors import InvalidInput, NotFound
+from domain.organisations import list_organisations
 from domain.providers.generic import sign as sign_generic
 from domain.schema import NotMigrated, require_migrated
 from domain.settings import Settings, SettingsError, load_settings
@@ -113,17 +114,31 @@ def find(session: Session, model: type[T], object_id: str, what: str, org: str |
     return found
 
 
+def org_scope(session: Session, org: str) -> str:
+    """How a list command's title names its organisation. Any other organisations are
+    named on stderr, so a list that looks empty says where else to look."""
+    others = [f"{o.id} ({o.name})" for o in list_organisations(session) if o.id != org]
+    if others:
+        errors.print(
+            f"other organisations: {', '.join(others)}; list theirs with --org ID",
+            markup=False,
+            highlight=False,
+        )
+    return f"in {org}"
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         # Text, not str: a cell such as "[redacted]" is data, not rich markup.
         table.add_row(*(Text(str(cell) if cell is not None else "-") for cell in row))
-    if console.is_terminal:
-        console.print(table)
-    else:  # piped to grep or a file: whole rows, not rows folded at 80 columns
-        Console(width=UNWRAPPED_WIDTH).print(table)
+    # The title on a line of its own: a table's own title folds to the table's width.
+    output = console if console.is_terminal else Console(width=UNWRAPPED_WIDTH)
+    output.print(title, markup=False, highlight=False, soft_wrap=True)
+    # Piped to grep or a file: whole rows, not rows folded at 80 columns.
+    output.print(table)
 
 
 def print_fields(data: dict[str, Any], width: int = 16) -> None:

@@ -19,6 +19,7 @@ from workers.cli.common import (
     fail,
     find,
     migrated_engine,
+    org_scope,
     print_json,
     print_table,
     session_for,
@@ -86,11 +87,12 @@ def list_(
     with session_for(settings()) as session:
         events = list_dead(session, filt, limit=limit)
         total = count_dead(session, filt)
+        scope = "" if as_json else org_scope(session, org)
     if as_json:
         print_json([event.model_dump(exclude={"payload", "headers"}) for event in events])
         return
     print_table(
-        f"dead letters ({len(events)} of {total})",
+        f"dead letters {scope} ({len(events)} of {total})",
         ["id", "source", "type", "reason", "attempts", "died", "last error"],
         [
             (e.id, e.source_id, e.type, e.dead_reason, e.attempts, when(e.dead_at), e.last_error)

@@ -17,6 +17,7 @@ from workers.cli.common import (
     console,
     fail,
     find,
+    org_scope,
     print_fields,
     print_json,
     print_table,
@@ -45,11 +46,12 @@ def list_(
     filt = EventFilter(org, status=status, type=type, source_id=source, before=before)
     with session_for(settings()) as session:
         events = list_events(session, filt, limit=limit)
+        scope = "" if as_json else org_scope(session, org)
     if as_json:
         print_json([event.model_dump(exclude={"payload", "headers"}) for event in events])
         return
     print_table(
-        "events (newest first)",
+        f"events {scope} (newest first)",
         ["id", "source", "type", "status", "attempts", "received", "last error"],
         [
             (e.id, e.source_id, e.type, e.status, e.attempts, when(e.received_at), e.last_error)

@@ -19,6 +19,7 @@ from workers.cli.common import (
     AnyOrgOption,
     console,
     find,
+    org_scope,
     print_fields,
     print_json,
     print_table,
@@ -39,11 +40,12 @@ def list_(org: Org = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
     """List configs with their state: enabled, connected, successive errors."""
     with session_for(settings()) as session:
         configs = list_configs(session, org)
+        scope = "" if as_json else org_scope(session, org)
     if as_json:
         print_json([config.model_dump() for config in configs])
         return
     print_table(
-        "integrations",
+        f"integrations {scope}",
         [
             "id",
             "name",

@@ -8,7 +8,7 @@ import typer
 
 from domain.organisations import DEFAULT_ORG_ID, create_organisation, list_organisations
 from domain.users import create_user, list_users
-from workers.cli.common import console, print_json, print_table, session_for, settings
+from workers.cli.common import console, org_scope, print_json, print_table, session_for, settings
 
 orgs = typer.Typer(help="Organisations: every object belongs to one.", no_args_is_help=True)
 users = typer.Typer(
@@ -61,7 +61,8 @@ def list_(
     """List an organisation's users."""
     with session_for(settings()) as session:
         found = list_users(session, org)
+        scope = "" if as_json else org_scope(session, org)
     if as_json:
         print_json([user.model_dump() for user in found])
         return
-    print_table("users", ["id", "name", "email"], [(u.id, u.name, u.email) for u in found])
+    print_table(f"users {scope}", ["id", "name", "email"], [(u.id, u.name, u.email) for u in found])

@@ -57,7 +57,9 @@ def migrate() -> None:
     finally:
         engine.dispose()
     head = head_revision(engine)
-    if before == head:
+    if config.embedded_database:
+        console.print(f"database at revision {head} (the embedded one is kept up to date)")
+    elif before == head:
         console.print(f"database already at revision {head}")
     else:
         console.print(f"database migrated from {before or 'empty'} to {head}")

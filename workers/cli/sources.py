@@ -21,6 +21,7 @@ from workers.cli.common import (
     cli_command,
     console,
     find,
+    org_scope,
     print_fields,
     print_json,
     print_table,
@@ -118,11 +119,12 @@ def list_(org: OrgOption = DEFAULT_ORG_ID, as_json: JsonOption = False) -> None:
     """List sources."""
     with session_for(settings()) as session:
         sources = list_sources(session, org)
+        scope = "" if as_json else org_scope(session, org)
     if as_json:
         print_json([_as_dict(source) for source in sources])
         return
     print_table(
-        "sources",
+        f"sources {scope}",
         ["id", "name", "provider", "enabled", "errors in a row", "disabled at", "reason"],
         [
             (
