@@ -14,11 +14,87 @@ from domain.clock import utcnow
 from domain.errors import NotFound
 from domain.events import Attempt, Event, EventStatus
 from domain.ids import new_id
-from domain.providers.base import Envelope
+from domain.providers.base import Envelope, UnacceptableEvent
+
+#: Bounds on what a webhook may carry (the README's "Limits"); past them intake answers 400.
+MAX_EXTERNAL_ID_CHARS = 255  # the event.external_id column; longer ids are refused, never cut
+MAX_TYPE_CHARS = 200  # the event.type column
+MAX_JSON_DEPTH = 64  # nested arrays and objects in a body
+#: Integers in a body: Python's own limit for converting digits to an int.
+MAX_INT_DIGITS = 4300
 
 
 def new_event_id() -> str:
     return new_id("evt")
+
+
+def parse_payload(body: bytes) -> Any:
+    """The JSON of a webhook body, or ``UnacceptableEvent`` saying why not: not UTF-8, not
+    JSON (with the position), nested deeper than ``MAX_JSON_DEPTH``, an integer of more
+    than ``MAX_INT_DIGITS`` digits. What parses here parses again in a worker."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnacceptableEvent(
+            "invalid_json", f"the body is not UTF-8 (byte {exc.start})"
+        ) from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UnacceptableEvent(
+            "invalid_json",
+            f"the body is not JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno} (char {exc.pos})",
+        ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:  # an integer past the digit limit
+        raise UnacceptableEvent(
+            "invalid_json", f"the body holds an integer of more than {MAX_INT_DIGITS} digits"
+        ) from None
+    if _depth_over(payload, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return payload
+
+
+def _too_deep() -> UnacceptableEvent:
+    return UnacceptableEvent(
+        "invalid_json", f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+    )
+
+
+def _depth_over(payload: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in value if isinstance(child, dict | list))
+    return False
+
+
+def storable_text(value: str, field: str, limit: int) -> str:
+    """``value`` unchanged if the log can hold it, else ``UnacceptableEvent``: PostgreSQL
+    text refuses NUL, UTF-8 refuses lone surrogates (a JSON ``\\ud800``), and a value
+    over the column's width would be cut and then collide with another."""
+    if len(value) > limit:
+        raise UnacceptableEvent(
+            "invalid_event", f"the {field} is {len(value)} characters; at most {limit} are kept"
+        )
+    if "\x00" in value:
+        raise UnacceptableEvent("invalid_event", f"the {field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnacceptableEvent(
+            "invalid_event", f"the {field} is not valid Unicode (a lone surrogate)"
+        ) from None
+    return value
 
 
 def inbound_row(
@@ -32,14 +108,18 @@ def inbound_row(
     received_at: datetime,
     held: bool,
 ) -> dict[str, Any]:
-    """The row intake inserts for one webhook (a plain dict, ready for a bulk insert)."""
+    """The row intake inserts for one webhook (a plain dict, ready for a bulk insert).
+    Raises ``UnacceptableEvent`` for an id or type the log cannot hold as sent."""
+    external_id = envelope.external_id
     return {
         "id": new_event_id(),
         "org_id": org_id,
         "source_id": source_id,
         "provider": provider,
-        "type": envelope.type[:200],
-        "external_id": envelope.external_id[:255] if envelope.external_id else None,
+        "type": storable_text(envelope.type, "event type", MAX_TYPE_CHARS),
+        "external_id": storable_text(external_id, "event id", MAX_EXTERNAL_ID_CHARS)
+        if external_id
+        else None,
         "occurred_at": envelope.occurred_at,
         "received_at": received_at,
         "payload": body.decode("utf-8"),

@@ -27,6 +27,18 @@ class SourceInfo:
     enabled: bool
 
 
+#: The width of source.id; ids are printable ASCII (``src_`` and a ULID).
+MAX_SOURCE_ID_CHARS = 40
+
+
+def _plausible(source_id: str) -> bool:
+    return (
+        0 < len(source_id) <= MAX_SOURCE_ID_CHARS
+        and source_id.isascii()
+        and source_id.isprintable()
+    )
+
+
 class SourceCache:
     def __init__(self, engine: Engine, box: SecretBox, *, ttl_seconds: float = 5.0) -> None:
         self._engine = engine
@@ -35,6 +47,10 @@ class SourceCache:
         self._entries: dict[str, tuple[float, SourceInfo | None]] = {}
 
     async def get(self, source_id: str) -> SourceInfo | None:
+        """The source, or None when there is none. An id no source can have (a NUL, over
+        the column's width) is None without a query: the database would refuse it."""
+        if not _plausible(source_id):
+            return None
         now = time.monotonic()
         cached = self._entries.get(source_id)
         if cached is not None and cached[0] > now:

@@ -4,6 +4,12 @@ transaction, so a commit's fsync is shared by many requests instead of paid by e
 Requests await a future that resolves only after the commit, so a 2xx always means
 durably stored. Repeats of a provider event id (in the batch or already stored) resolve
 to the stored event's id, marked duplicate.
+
+A row the database refuses (``DataError``, ``IntegrityError``, text it cannot encode) must
+not fail the requests batched with it: the batch is written again with a savepoint per
+row, so only that row's request fails (``RowRefused``, permanent) and the others commit
+together. Any other failure is the store's (``StoreUnavailable``, transient): every
+request of the batch fails and nothing is acknowledged.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from domain.errors import PermanentError, TransientError
 from domain.events import Event
 
 log = structlog.get_logger(__name__)
@@ -29,8 +36,18 @@ log = structlog.get_logger(__name__)
 TABLE = Event.__table__  # type: ignore[attr-defined]
 
 
-class StoreUnavailable(Exception):
-    """The event could not be committed; nothing was acknowledged."""
+class StoreUnavailable(TransientError):
+    """The event could not be committed; nothing was acknowledged. Worth retrying."""
+
+
+class RowRefused(PermanentError):
+    """The database refuses this event's row as sent (its content, not the store): it
+    fails the same way every time. The rows batched with it are unaffected."""
+
+
+#: Failures that belong to one row's content rather than to the store. UnicodeError: the
+#: driver cannot encode a lone surrogate (raised before anything is sent).
+_ROW_ERRORS: tuple[type[Exception], ...] = (DataError, IntegrityError, UnicodeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +100,12 @@ class IntakeWriter:
             if first is _STOP:
                 return
             batch, stop = self._gather(first)
-            self._write(batch)
+            try:
+                self._write(batch)
+            except Exception:  # never let the writer die: every later request would hang
+                log.exception("intake.writer_failed", batch=len(batch))
+                for item in batch:
+                    _resolve(item, error=StoreUnavailable("the writer failed"))
             if stop:
                 return
 
@@ -104,13 +126,44 @@ class IntakeWriter:
         try:
             with self._engine.begin() as connection:
                 results = self._insert_batch(connection, [item.row for item in batch])
+        except _ROW_ERRORS as exc:
+            if len(batch) == 1:
+                _refuse(batch[0], exc)
+            else:
+                self._write_row_by_row(batch)
+            return
         except SQLAlchemyError as exc:
-            log.warning("intake.store_failed", error=type(exc).__name__, batch=len(batch))
-            for item in batch:
-                _resolve(item, error=StoreUnavailable(str(exc.__class__.__name__)))
+            self._unavailable(batch, exc)
             return
         for item, stored in zip(batch, results, strict=True):
             _resolve(item, result=stored)
+
+    def _write_row_by_row(self, batch: list[_Pending]) -> None:
+        """The batch again, one savepoint per row, still one commit: a refused row rolls
+        back alone and its request alone fails."""
+        outcomes: list[Stored | RowRefused] = []
+        try:
+            with self._engine.begin() as connection:
+                for item in batch:
+                    try:
+                        with connection.begin_nested():
+                            outcomes.append(self._insert_batch(connection, [item.row])[0])
+                    except _ROW_ERRORS as exc:
+                        outcomes.append(_refused(exc))
+        except SQLAlchemyError as exc:
+            self._unavailable(batch, exc)
+            return
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, RowRefused):
+                log.warning("intake.row_refused", reason=str(outcome), batch=len(batch))
+                _resolve(item, error=outcome)
+            else:
+                _resolve(item, result=outcome)
+
+    def _unavailable(self, batch: list[_Pending], exc: Exception) -> None:
+        log.warning("intake.store_failed", error=type(exc).__name__, batch=len(batch))
+        for item in batch:
+            _resolve(item, error=StoreUnavailable(type(exc).__name__))
 
     def _insert_batch(self, connection: Connection, rows: list[dict[str, Any]]) -> list[Stored]:
         first_of: dict[tuple[str, str], str] = {}
@@ -151,6 +204,18 @@ class IntakeWriter:
             for event_id, external_id in connection.execute(statement):
                 found[(source_id, external_id)] = event_id
         return found
+
+
+def _refused(exc: Exception) -> RowRefused:
+    """The database's own reason, without the statement and parameters SQLAlchemy adds."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+    return RowRefused(reason or type(exc).__name__)
+
+
+def _refuse(item: _Pending, exc: Exception) -> None:
+    refused = _refused(exc)
+    log.warning("intake.row_refused", reason=str(refused), batch=1)
+    _resolve(item, error=refused)
 
 
 def _resolve(

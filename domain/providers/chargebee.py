@@ -13,11 +13,10 @@ import binascii
 import hmac
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from domain.errors import InvalidInput, SignatureError
-from domain.providers.base import Envelope
+from domain.providers.base import Envelope, unix_time
 
 
 class ChargebeeProvider:
@@ -49,11 +48,8 @@ class ChargebeeProvider:
 
     def envelope(self, headers: Mapping[str, str], payload: Any) -> Envelope:
         data = payload if isinstance(payload, dict) else {}
-        occurred = data.get("occurred_at")
         return Envelope(
             external_id=str(data["id"]) if data.get("id") else None,
             type=str(data.get("event_type") or "unknown"),
-            occurred_at=datetime.fromtimestamp(occurred, UTC)
-            if isinstance(occurred, int)
-            else None,
+            occurred_at=unix_time(data.get("occurred_at"), "occurred_at"),
         )

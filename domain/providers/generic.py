@@ -13,11 +13,10 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from domain.errors import InvalidInput, SignatureError
-from domain.providers.base import Envelope
+from domain.providers.base import Envelope, ascii_bytes, iso_time, signature_timestamp, unix_time
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
@@ -35,7 +34,8 @@ def decode_secret(secret: str) -> bytes:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value a sender computes; used by tests and examples."""
-    content = f"{msg_id}.{timestamp}.".encode() + body
+    # surrogatepass: an id that is not valid Unicode still signs (and then fails to match)
+    content = f"{msg_id}.{timestamp}.".encode("utf-8", "surrogatepass") + body
     digest = hmac.new(decode_secret(secret), content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
@@ -67,10 +67,7 @@ class GenericProvider:
                 "missing_signature",
                 "webhook-id, webhook-timestamp and webhook-signature headers are required",
             )
-        try:
-            sent_at = int(timestamp)
-        except ValueError:
-            raise SignatureError("bad_timestamp", "webhook-timestamp must be an integer") from None
+        sent_at = signature_timestamp(timestamp, "webhook-timestamp")
         if abs(now - sent_at) > tolerance:
             raise SignatureError(
                 "stale_timestamp", f"webhook-timestamp is more than {tolerance}s from now"
@@ -80,23 +77,22 @@ class GenericProvider:
         for candidate in signatures.split():
             version, _, value = candidate.partition(",")
             # Compare every candidate so timing does not reveal which one matched.
-            if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            given = ascii_bytes(value)
+            if version == "v1" and given is not None and hmac.compare_digest(given, expected):
                 matched = True
         if not matched:
             raise SignatureError("bad_signature", "no webhook-signature matches the payload")
 
     def envelope(self, headers: Mapping[str, str], payload: Any) -> Envelope:
         event_type = payload.get("type") if isinstance(payload, dict) else None
-        occurred = None
-        raw_time = payload.get("timestamp") if isinstance(payload, dict) else None
-        if isinstance(raw_time, str):
+        occurred = iso_time(payload.get("timestamp") if isinstance(payload, dict) else None)
+        if occurred is None:
+            # verified and within the tolerance by now; malformed here means not verified
             try:
-                parsed = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
-                occurred = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-            except ValueError:
-                occurred = None
-        if occurred is None and headers.get("webhook-timestamp", "").isdigit():
-            occurred = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+                sent_at = signature_timestamp(headers.get("webhook-timestamp"), "")
+            except SignatureError:
+                sent_at = None
+            occurred = unix_time(sent_at, "webhook-timestamp")
         return Envelope(
             external_id=headers.get("webhook-id"),
             type=event_type if isinstance(event_type, str) and event_type else "unknown",

@@ -11,11 +11,11 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from domain.errors import InvalidInput, SignatureError
-from domain.providers.base import Envelope
+from domain.providers.base import Envelope, ascii_bytes, iso_time, signature_timestamp
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -25,13 +25,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return iso_time(value)
 
 
 class PaddleProvider:
@@ -59,16 +53,19 @@ class PaddleProvider:
                 timestamp = value
             elif key == "h1":
                 candidates.append(value)
-        if timestamp is None or not timestamp.isdigit() or not candidates:
+        if timestamp is None or not candidates:
             raise SignatureError("missing_signature", "Paddle-Signature needs ts= and h1=")
-        if abs(now - int(timestamp)) > tolerance:
+        sent_at = signature_timestamp(timestamp, "Paddle-Signature")
+        if abs(now - sent_at) > tolerance:
             raise SignatureError(
                 "stale_timestamp", f"the timestamp is more than {tolerance}s from now"
             )
-        expected = sign(secret, int(timestamp), body).split("h1=", 1)[1].encode()
+        expected = sign(secret, sent_at, body).split("h1=", 1)[1].encode()
         matched = False
         for candidate in candidates:
-            if hmac.compare_digest(candidate.encode(), expected):
+            given = ascii_bytes(candidate)
+            # Compare every candidate so timing does not reveal which one matched.
+            if given is not None and hmac.compare_digest(given, expected):
                 matched = True
         if not matched:
             raise SignatureError("bad_signature", "no h1 signature matches the payload")

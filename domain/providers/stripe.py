@@ -11,11 +11,10 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from domain.errors import InvalidInput, SignatureError
-from domain.providers.base import Envelope
+from domain.providers.base import Envelope, ascii_bytes, signature_timestamp, unix_time
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -49,25 +48,27 @@ class StripeProvider:
                 timestamp = value
             elif key == "v1":
                 candidates.append(value)
-        if timestamp is None or not timestamp.isdigit() or not candidates:
+        if timestamp is None or not candidates:
             raise SignatureError("missing_signature", "Stripe-Signature needs t= and v1=")
-        if abs(now - int(timestamp)) > tolerance:
+        sent_at = signature_timestamp(timestamp, "Stripe-Signature")
+        if abs(now - sent_at) > tolerance:
             raise SignatureError(
                 "stale_timestamp", f"the timestamp is more than {tolerance}s from now"
             )
-        expected = sign(secret, int(timestamp), body).split("v1=", 1)[1].encode()
+        expected = sign(secret, sent_at, body).split("v1=", 1)[1].encode()
         matched = False
         for candidate in candidates:
-            if hmac.compare_digest(candidate.encode(), expected):
+            given = ascii_bytes(candidate)
+            # Compare every candidate so timing does not reveal which one matched.
+            if given is not None and hmac.compare_digest(given, expected):
                 matched = True
         if not matched:
             raise SignatureError("bad_signature", "no v1 signature matches the payload")
 
     def envelope(self, headers: Mapping[str, str], payload: Any) -> Envelope:
         data = payload if isinstance(payload, dict) else {}
-        created = data.get("created")
         return Envelope(
             external_id=str(data["id"]) if data.get("id") else None,
             type=str(data.get("type") or "unknown"),
-            occurred_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+            occurred_at=unix_time(data.get("created"), "created"),
         )
