@@ -12,6 +12,13 @@ a config is saved (errors carry the position) and evaluated without ``eval``.
 Keywords are case-insensitive. Strings are in single or double quotes (backslash escapes
 the quote). ``customFields`` is accepted for ``custom_fields``. A missing field is null; a
 comparison between values of different types is false, except ``=``/``!=`` with null.
+
+Bounds, checked while parsing so that no input can exhaust the stack: at most
+``MAX_LENGTH`` characters, and at most ``MAX_DEPTH`` levels of nesting, counting each
+open parenthesis and each ``NOT`` that encloses an operand. Past either, ``parse`` raises
+``ExpressionError`` with the position of the character or token that goes too far.
+``AND``/``OR`` chains are flat nodes, so their length adds no depth; evaluating a parsed
+expression therefore never recurses deeper than the nesting.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ from typing import Any
 
 FIELDS = frozenset({"id", "code", "name", "email", "currency", "address", "custom_fields"})
 ALIASES = {"customFields": "custom_fields", "customfields": "custom_fields"}
+
+#: Longest expression accepted, in characters (the config option allows the same).
+MAX_LENGTH = 2000
+#: Deepest nesting accepted: open parentheses plus enclosing ``NOT``s at any point.
+MAX_DEPTH = 32
 
 
 class ExpressionError(ValueError):
@@ -96,8 +108,19 @@ Node = tuple[Any, ...]
 
 class _Parser:
     def __init__(self, source: str) -> None:
+        if len(source) > MAX_LENGTH:
+            raise ExpressionError(f"expression longer than {MAX_LENGTH} characters", MAX_LENGTH)
         self.tokens = tokenize(source)
         self.index = 0
+        self.depth = 0
+
+    def enter(self, token: Token) -> None:
+        """One more level of nesting, opened by ``token`` (a parenthesis or a NOT)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"expression nested deeper than {MAX_DEPTH} levels", token.position
+            )
 
     @property
     def current(self) -> Token:
@@ -124,21 +147,30 @@ class _Parser:
         return node
 
     def or_expr(self) -> Node:
-        node = self.and_expr()
+        nodes = [self.and_expr()]
         while self.keyword("OR"):
-            node = ("or", node, self.and_expr())
-        return node
+            nodes.append(self.and_expr())
+        return nodes[0] if len(nodes) == 1 else ("or", *nodes)
 
     def and_expr(self) -> Node:
-        node = self.not_expr()
+        nodes = [self.not_expr()]
         while self.keyword("AND"):
-            node = ("and", node, self.not_expr())
-        return node
+            nodes.append(self.not_expr())
+        return nodes[0] if len(nodes) == 1 else ("and", *nodes)
 
     def not_expr(self) -> Node:
-        if self.keyword("NOT"):
-            return ("not", self.not_expr())
-        return self.comparison()
+        nots, depth = 0, self.depth
+        while True:
+            token = self.current
+            if not self.keyword("NOT"):
+                break
+            self.enter(token)
+            nots += 1
+        node = self.comparison()
+        self.depth = depth
+        for _ in range(nots):
+            node = ("not", node)
+        return node
 
     def comparison(self) -> Node:
         left = self.operand()
@@ -150,11 +182,12 @@ class _Parser:
     def operand(self) -> Node:
         token = self.current
         if token.kind == "lparen":
-            self.advance()
+            self.enter(self.advance())
             node = self.or_expr()
             if self.current.kind != "rparen":
                 raise ExpressionError("expected ')'", self.current.position)
             self.advance()
+            self.depth -= 1
             return node
         if token.kind in ("string", "number"):
             self.advance()
@@ -190,7 +223,8 @@ class _Parser:
 
 
 def parse(source: str) -> Node:
-    """Parse an expression, raising ``ExpressionError`` with the position of a mistake."""
+    """Parse an expression, raising ``ExpressionError`` with the position of a mistake
+    (including one past ``MAX_LENGTH`` or ``MAX_DEPTH``); never any other exception."""
     return _Parser(source).parse()
 
 
@@ -207,9 +241,9 @@ def _value(node: Node, account: Mapping[str, Any]) -> Any:
     if kind == "not":
         return not _truthy(_value(node[1], account))
     if kind == "and":
-        return _truthy(_value(node[1], account)) and _truthy(_value(node[2], account))
+        return all(_truthy(_value(child, account)) for child in node[1:])
     if kind == "or":
-        return _truthy(_value(node[1], account)) or _truthy(_value(node[2], account))
+        return any(_truthy(_value(child, account)) for child in node[1:])
     return _compare(node[1], _value(node[2], account), _value(node[3], account))
 
 
@@ -241,6 +275,8 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
         return False
     if not isinstance(left, Decimal | str):
         return False
+    if isinstance(left, Decimal) and (left.is_nan() or right.is_nan()):
+        return False  # ordering NaN would raise InvalidOperation
     ordered: dict[str, bool] = {
         "<": left < right,
         "<=": left <= right,

@@ -18,8 +18,9 @@ from domain.accounts import Account, filter_view
 from domain.bills import LineItemType
 from domain.clock import utcnow
 from domain.errors import InvalidInput
-from domain.expressions import ExpressionError, evaluate, parse
+from domain.expressions import ExpressionError, Node, evaluate, parse
 from domain.ids import new_id
+from domain.integrations.errors import ConfigInvalid
 from domain.scoping import owned
 
 
@@ -152,19 +153,49 @@ def list_configs(session: Session, org_id: str) -> list[IntegrationConfig]:
     return list(session.exec(statement.order_by(col(IntegrationConfig.id))))
 
 
+def account_filter(config: IntegrationConfig) -> Node | None:
+    """The config's filter, parsed; None when it has none. A stored filter that cannot be
+    parsed (saved before the parser's bounds, or written around the API) raises
+    ``ConfigInvalid``: that config's runs end in ``integration.validation.error``."""
+    source = config.entity_config.get("account_filter")
+    if source is None or (isinstance(source, str) and not source.strip()):
+        return None
+    if not isinstance(source, str):
+        raise ConfigInvalid(f"integration {config.name!r}: the account filter is not text")
+    try:
+        return parse(source)
+    except ExpressionError as exc:
+        raise ConfigInvalid(
+            f"integration {config.name!r}: the account filter cannot be used: {exc}"
+        ) from None
+
+
 def applies_to(config: IntegrationConfig, account: Account) -> bool:
-    """Whether the config runs for this account: allow list, deny list, then the filter."""
+    """Whether the config runs for this account: allow list, deny list, then the filter.
+    Raises ``ConfigInvalid`` when the filter cannot be parsed or evaluated, so that the
+    caller fails this config alone."""
     if config.account_ids and account.id not in config.account_ids:
         return False
     if account.id in config.restricted_account_ids:
         return False
-    expression = config.entity.account_filter
-    return expression is None or evaluate(parse(expression), filter_view(account))
+    node = account_filter(config)
+    if node is None:
+        return True
+    try:
+        return evaluate(node, filter_view(account))
+    except Exception as exc:  # evaluation is pure: whatever it raises is the filter's fault
+        raise ConfigInvalid(
+            f"integration {config.name!r}: the account filter cannot be evaluated for "
+            f"account {account.id}: {type(exc).__name__}"
+        ) from exc
 
 
 def runs_on(config: IntegrationConfig, trigger: str) -> bool:
     """Bills go out on every generation unless the config waits for approval; on approval
-    every config runs (for one that already sent this version, the run changes nothing)."""
+    every config runs (for one that already sent this version, the run changes nothing).
+    Reads the stored option directly, so a config whose other options no longer validate
+    still gets its run (which then ends in its error) instead of stopping the others."""
     if trigger == "bill.approved":
         return True
-    return trigger == "bill.generated" and not config.entity.only_send_on_approval
+    waits = config.entity_config.get("only_send_on_approval") is True
+    return trigger == "bill.generated" and not waits

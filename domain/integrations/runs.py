@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, Text, col, select, update
 
@@ -35,6 +36,7 @@ from domain.integrations.configs import IntegrationConfig, applies_to, get_confi
 from domain.integrations.credentials import get_credential
 from domain.integrations.errors import (
     AuthenticationFailed,
+    ConfigInvalid,
     IntegrationError,
     MissingAccountMapping,
 )
@@ -46,6 +48,8 @@ from domain.secrets import SecretBox
 
 RUN_REQUESTED = "integration.run.requested"
 CHARGEBEE = "chargebee"
+
+log = structlog.get_logger(__name__)
 
 
 class RunStatus(StrEnum):
@@ -97,7 +101,17 @@ def start_runs(session: Session, event: InboundEvent) -> None:
         .order_by(col(IntegrationConfig.id))
     )
     for config in configs:
-        if runs_on(config, event.type) and applies_to(config, account):
+        if not runs_on(config, event.type):
+            continue
+        try:
+            applies = applies_to(config, account)
+        except ConfigInvalid as exc:
+            # One config's broken filter fails that config alone: it gets its run, which
+            # ends in integration.validation.error (prepare raises the same error), and
+            # every other config of the organisation still runs for the bill.
+            log.warning("integration.filter_unusable", config_id=config.id, reason=str(exc))
+            applies = True
+        if applies:
             _start_run(session, event, config, bill)
 
 
@@ -165,6 +179,7 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
     credential = get_credential(session, run.org_id, config.credential_id)
     bill = get_bill(session, run.org_id, run.bill_id)
     account = get_account(session, run.org_id, bill.account_id)
+    applies_to(config, account)  # a filter that cannot be used raises ConfigInvalid here
     entity = config.entity
     lines = bill.lines()
     product_prices = {
