@@ -12,9 +12,11 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from domain.accounts import Account
 from domain.clock import utcnow
 from domain.errors import InvalidInput
 from domain.ids import new_id
+from domain.integrations.configs import IntegrationConfig
 from domain.scoping import owned
 
 
@@ -64,6 +66,12 @@ def create_mapping(
     external_id: str,
     integration_config_id: str | None = None,
 ) -> ExternalMapping:
+    """Raises ``NotFound`` when the entity (for the kinds meterbridge stores: accounts and
+    account plans) or the config is not the organisation's own, exactly as for a missing
+    id, so a mapping can never point at another organisation's object."""
+    _check_owned(session, org_id, entity, entity_id)
+    if integration_config_id is not None:
+        owned(session, IntegrationConfig, org_id, integration_config_id, "integration config")
     duplicate = session.exec(
         select(ExternalMapping).where(
             ExternalMapping.org_id == org_id,
@@ -88,6 +96,16 @@ def create_mapping(
     session.add(mapping)
     session.flush()
     return mapping
+
+
+def _check_owned(session: Session, org_id: str, entity: str, entity_id: str) -> None:
+    if entity == MappedEntity.ACCOUNT:
+        owned(session, Account, org_id, entity_id, "account")
+    elif entity == MappedEntity.ACCOUNT_PLAN:
+        from domain.subscriptions.projection import AccountPlan  # imports this module
+
+        owned(session, AccountPlan, org_id, entity_id, "account plan")
+    # plans, products, aggregations and meters are named by the caller, not stored here
 
 
 def get_mapping(session: Session, org_id: str, mapping_id: str) -> ExternalMapping:

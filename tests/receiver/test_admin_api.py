@@ -130,6 +130,24 @@ def test_another_organisations_objects_are_404_and_never_listed(orgs: tuple[Org,
         },
     )
     assert mapping.status_code == 404
+    # a mapping of their account answers exactly as one of an account that does not exist
+    answers = [
+        other.call(
+            "POST",
+            "/api/v1/external-mappings",
+            {
+                "entity": "account",
+                "entity_id": account_id,
+                "external_system": "chargebee",
+                "external_table": "customer",
+                "external_id": "cus_theirs",
+            },
+            status=404,
+        ).json()
+        for account_id in (objects["accounts"]["id"], "acc_does_not_exist")
+    ]
+    assert [answer["code"] for answer in answers] == ["not_found", "not_found"]
+    assert other.call("GET", "/api/v1/external-mappings", status=200).json() == []
 
 
 @pytest.mark.parametrize(
