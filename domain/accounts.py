@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
 from domain.clock import utcnow
-from domain.errors import InvalidInput
+from domain.errors import Conflict
 from domain.ids import new_id
-from domain.scoping import owned
+from domain.scoping import add_unique, owned
 
 
 class Account(SQLModel, table=True):
@@ -36,12 +36,14 @@ class Account(SQLModel, table=True):
 
 
 def create_account(session: Session, org_id: str, **fields: Any) -> Account:
+    """A new account; its ``code`` is unique in the organisation (else ``Conflict``, also
+    when another request creates the same code at the same moment)."""
     code = fields["code"]
+    duplicate = Conflict(f"an account with code {code!r} already exists")
     if session.exec(select(Account).where(Account.org_id == org_id, Account.code == code)).first():
-        raise InvalidInput(f"an account with code {code!r} already exists")
+        raise duplicate
     account = Account(org_id=org_id, **fields)
-    session.add(account)
-    session.flush()
+    add_unique(session, account, duplicate)
     return account
 
 

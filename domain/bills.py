@@ -24,6 +24,7 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.eventlog import append_internal
 from domain.events import Event
 from domain.ids import new_id
+from domain.scoping import add_unique
 
 
 class LineItemType(StrEnum):
@@ -135,7 +136,7 @@ def generate_bill(
 ) -> tuple[Bill, Event]:
     """Create the bill for this account and period, or regenerate it (version + 1)."""
     if period_end <= period_start:
-        raise InvalidInput("period_end must be after period_start")
+        raise InvalidInput("period_end must be after period_start", field="period_end")
     get_account(session, org_id, account_id)
     bill = session.exec(
         select(Bill)
@@ -164,8 +165,9 @@ def generate_bill(
         bill.currency = currency.upper()
         bill.line_items = stored_lines
         bill.updated_at = utcnow()
-    session.add(bill)
-    session.flush()
+    # Another request may have created this account and period's bill since the read above.
+    racing = Conflict("another request generated this account and period's bill: send it again")
+    add_unique(session, bill, racing)
     event = append_internal(
         session, org_id=org_id, type="bill.generated", payload=_bill_event(bill)
     )

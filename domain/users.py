@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from domain.clock import utcnow
-from domain.errors import InvalidInput
+from domain.errors import Conflict, InvalidInput
 from domain.ids import new_id
-from domain.scoping import owned
+from domain.scoping import add_unique, owned
 
 
 class User(SQLModel, table=True):
@@ -24,12 +24,14 @@ class User(SQLModel, table=True):
 
 
 def create_user(session: Session, org_id: str, name: str, email: str) -> User:
+    """A new user; the email (compared in lower case) is unique in the organisation (else
+    ``Conflict``, also when another request adds the same email at the same moment)."""
     email = email.strip().lower()
+    duplicate = Conflict(f"a user with email {email!r} already exists")
     if session.exec(select(User).where(User.org_id == org_id, User.email == email)).first():
-        raise InvalidInput(f"a user with email {email!r} already exists")
+        raise duplicate
     user = User(org_id=org_id, name=name, email=email)
-    session.add(user)
-    session.flush()
+    add_unique(session, user, duplicate)
     return user
 
 

@@ -1,6 +1,6 @@
 """The admin API under ``/api/v1``; every route is scoped to the API key's organisation."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from receiver.api import (
     account_plans,
@@ -15,8 +15,14 @@ from receiver.api import (
     sources,
     users,
 )
+from receiver.api.answers import EVERY_ROUTE, answers
+from receiver.api.deps import refuse_unstorable_text
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(refuse_unstorable_text)],
+    responses=answers(*EVERY_ROUTE),
+)
 for module in (
     events,
     deadletters,

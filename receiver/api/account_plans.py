@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,6 +9,7 @@ from sqlmodel import col, or_, select
 
 from domain.subscriptions.projection import AccountPlan
 from receiver.api.deps import OrgId, SessionDep
+from receiver.api.schemas import IsoDate
 
 router = APIRouter(prefix="/account-plans", tags=["account plans"])
 
@@ -37,7 +38,8 @@ def list_(
     session: SessionDep,
     account_id: str | None = None,
     active_at: Annotated[
-        date | None, Query(description="Only plans active on this day (start ≤ day < end).")
+        IsoDate | None,
+        Query(description="Only plans active on this day, YYYY-MM-DD (start ≤ day < end)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AccountPlanPublic]:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.accounts import create_account, get_account, list_accounts
+from receiver.api.answers import answers
 from receiver.api.deps import OrgId, SessionDep
 from receiver.api.schemas import Strict
 
@@ -56,7 +57,7 @@ def list_(
     return [AccountPublic.model_validate(account) for account in accounts]
 
 
-@router.post("", response_model=AccountPublic, status_code=201)
+@router.post("", response_model=AccountPublic, status_code=201, responses=answers(409))
 def create(body: AccountCreate, org_id: OrgId, session: SessionDep) -> AccountPublic:
     fields = body.model_dump()
     fields["email"] = str(body.email) if body.email else None
@@ -64,6 +65,6 @@ def create(body: AccountCreate, org_id: OrgId, session: SessionDep) -> AccountPu
     return AccountPublic.model_validate(create_account(session, org_id, **fields))
 
 
-@router.get("/{account_id}", response_model=AccountPublic)
+@router.get("/{account_id}", response_model=AccountPublic, responses=answers(404))
 def show(account_id: str, org_id: OrgId, session: SessionDep) -> AccountPublic:
     return AccountPublic.model_validate(get_account(session, org_id, account_id))

@@ -8,16 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.bills import LineItem, approve_bill, generate_bill, get_bill, list_bills
 from domain.db import transaction
+from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
-from receiver.api.schemas import Strict
+from receiver.api.schemas import IsoDate, Strict
 
 router = APIRouter(prefix="/bills", tags=["bills"])
 
 
 class BillCreate(Strict):
     account_id: str
-    period_start: date
-    period_end: date = Field(description="Exclusive.")
+    period_start: IsoDate
+    period_end: IsoDate = Field(description="Exclusive.")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     line_items: list[LineItem] = Field(max_length=1000)
 
@@ -42,7 +43,7 @@ class BillWithEvent(BillPublic):
     event_id: str | None = Field(description="The bill.generated / bill.approved event logged.")
 
 
-@router.post("", response_model=BillWithEvent, status_code=201)
+@router.post("", response_model=BillWithEvent, status_code=201, responses=answers(404, 409))
 def generate(body: BillCreate, org_id: OrgId, intake: IntakeDep) -> BillWithEvent:
     """Create the bill for the account and period, or regenerate it (the version goes up).
     Logs ``bill.generated``; an approved bill answers 409."""
@@ -61,7 +62,7 @@ def generate(body: BillCreate, org_id: OrgId, intake: IntakeDep) -> BillWithEven
     return result
 
 
-@router.post("/{bill_id}/approve", response_model=BillWithEvent)
+@router.post("/{bill_id}/approve", response_model=BillWithEvent, responses=answers(404))
 def approve(bill_id: str, org_id: OrgId, intake: IntakeDep) -> BillWithEvent:
     """Approve the bill and log ``bill.approved`` (once: approving again changes nothing)."""
     with transaction(intake.engine) as session:
@@ -81,6 +82,6 @@ def list_(org_id: OrgId, session: SessionDep, account_id: str | None = None) -> 
     ]
 
 
-@router.get("/{bill_id}", response_model=BillPublic)
+@router.get("/{bill_id}", response_model=BillPublic, responses=answers(404))
 def show(bill_id: str, org_id: OrgId, session: SessionDep) -> BillPublic:
     return BillPublic.model_validate(get_bill(session, org_id, bill_id))

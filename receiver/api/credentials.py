@@ -11,6 +11,7 @@ from domain.errors import Conflict
 from domain.integrations.configs import IntegrationConfig
 from domain.integrations.credentials import create_credential, get_credential, list_credentials
 from domain.secrets import secret_box
+from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
 from receiver.api.schemas import Strict
 
@@ -59,12 +60,12 @@ def create(
     return CredentialPublic.model_validate(credential)
 
 
-@router.get("/{credential_id}", response_model=CredentialPublic)
+@router.get("/{credential_id}", response_model=CredentialPublic, responses=answers(404))
 def show(credential_id: str, org_id: OrgId, session: SessionDep) -> CredentialPublic:
     return CredentialPublic.model_validate(get_credential(session, org_id, credential_id))
 
 
-@router.delete("/{credential_id}", status_code=204)
+@router.delete("/{credential_id}", status_code=204, responses=answers(404, 409))
 def delete(credential_id: str, org_id: OrgId, session: SessionDep) -> None:
     credential = get_credential(session, org_id, credential_id)
     users = session.exec(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,7 +8,7 @@ from domain.clock import utcnow
 from domain.db import transaction
 from domain.deadletters import DeadLetterFilter, count_dead, list_dead, replay_matching
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
-from receiver.api.schemas import EventPublic, ReplayRequest, ReplayResult
+from receiver.api.schemas import EventPublic, IsoDatetime, ReplayRequest, ReplayResult
 from receiver.errors import ApiError
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
@@ -24,8 +23,8 @@ def list_(
     source_id: str | None = None,
     type: str | None = None,
     error_contains: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDatetime | None = None,
+    until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventPublic]:
     filt = DeadLetterFilter(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -55,3 +57,61 @@ def current_org(
 
 
 OrgId = Annotated[str, Depends(current_org)]
+
+
+#: Text Postgres cannot store (NUL) or UTF-8 cannot encode (a lone UTF-16 surrogate, which
+#: JSON's ``\\ud800`` escapes can produce).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(field: str, text: str) -> ApiError | None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        reason = "NUL characters (\\u0000) are not allowed in text"
+    else:
+        reason = "lone surrogates (\\ud800-\\udfff) are not allowed: text must be valid Unicode"
+    return ApiError(
+        422,
+        "validation_error",
+        f"{field}: {reason}",
+        details=[{"field": field, "reason": reason}],
+    )
+
+
+def _first_unstorable(root: str, value: Any) -> ApiError | None:
+    pending: deque[tuple[str, Any]] = deque([(root, value)])
+    while pending:
+        field, item = pending.popleft()
+        if isinstance(item, str):
+            error = _unstorable(field, item)
+            if error:
+                return error
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                error = _unstorable(field, key)
+                if error:
+                    return error
+                pending.append((f"{field}.{key}", inner))
+        elif isinstance(item, list):
+            pending.extend((f"{field}.{index}", inner) for index, inner in enumerate(item))
+    return None
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """Every admin route: text holding NUL or a lone surrogate, in a path id, a query
+    parameter or anywhere in a JSON body, is a 422 naming the field, before anything
+    reaches the database."""
+    texts: list[tuple[str, Any]] = [(f"path.{k}", v) for k, v in request.path_params.items()]
+    for name, value in request.query_params.multi_items():
+        texts += [("query", name), (f"query.{name}", value)]
+    # FastAPI keeps the body it parsed as JSON here; a body it did not parse (no JSON
+    # content type) is refused by the body's own validation.
+    body = getattr(request, "_json", None)
+    if body is not None:
+        texts.append(("body", body))
+    for field, value in texts:
+        error = _first_unstorable(field, value)
+        if error:
+            raise error

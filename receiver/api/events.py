@@ -6,10 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from domain.eventlog import EventFilter, get_event, list_events, mark_actioned
+from receiver.api.answers import JSONAnswer, answers
 from receiver.api.deps import OrgId, SessionDep
 from receiver.api.schemas import AttemptPublic, EventDetail, EventPublic
 
-router = APIRouter(prefix="/events", tags=["events"])
+# JSONAnswer: a payload is kept as sent, and may hold a lone surrogate.
+router = APIRouter(prefix="/events", tags=["events"], default_response_class=JSONAnswer)
 
 
 @router.get("", response_model=list[EventPublic])
@@ -26,7 +28,7 @@ def list_(
     return [EventPublic.model_validate(e) for e in list_events(session, filt, limit=limit)]
 
 
-@router.get("/{event_id}", response_model=EventDetail)
+@router.get("/{event_id}", response_model=EventDetail, responses=answers(404))
 def show(event_id: str, org_id: OrgId, session: SessionDep) -> EventDetail:
     event, attempts = get_event(session, org_id, event_id)
     return EventDetail(
@@ -37,7 +39,7 @@ def show(event_id: str, org_id: OrgId, session: SessionDep) -> EventDetail:
     )
 
 
-@router.post("/{event_id}/action", response_model=EventPublic)
+@router.post("/{event_id}/action", response_model=EventPublic, responses=answers(404))
 def action(event_id: str, org_id: OrgId, session: SessionDep) -> EventPublic:
     """Mark an (error) event as dealt with; marking it again changes nothing."""
     return EventPublic.model_validate(mark_actioned(session, org_id, event_id, by="api"))

@@ -29,6 +29,7 @@ from domain.integrations.runs import (
     enable_config,
 )
 from domain.users import check_users
+from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
 from receiver.api.schemas import Strict
 
@@ -125,12 +126,12 @@ def create(body: IntegrationCreate, org_id: OrgId, session: SessionDep) -> Integ
     return IntegrationPublic.model_validate(config)
 
 
-@router.get("/{config_id}", response_model=IntegrationPublic)
+@router.get("/{config_id}", response_model=IntegrationPublic, responses=answers(404))
 def show(config_id: str, org_id: OrgId, session: SessionDep) -> IntegrationPublic:
     return IntegrationPublic.model_validate(get_config(session, org_id, config_id))
 
 
-@router.patch("/{config_id}", response_model=IntegrationPublic)
+@router.patch("/{config_id}", response_model=IntegrationPublic, responses=answers(404))
 def update(
     config_id: str, body: IntegrationUpdate, org_id: OrgId, session: SessionDep
 ) -> IntegrationPublic:
@@ -149,7 +150,7 @@ def update(
     return IntegrationPublic.model_validate(config)
 
 
-@router.delete("/{config_id}", status_code=204)
+@router.delete("/{config_id}", status_code=204, responses=answers(404, 409))
 def delete(config_id: str, org_id: OrgId, session: SessionDep) -> None:
     """Delete a config; its runs stay in the history, so a config with runs is disabled
     instead of deleted."""
@@ -159,7 +160,7 @@ def delete(config_id: str, org_id: OrgId, session: SessionDep) -> None:
     session.delete(config)
 
 
-@router.post("/{config_id}/disable", response_model=IntegrationPublic)
+@router.post("/{config_id}/disable", response_model=IntegrationPublic, responses=answers(404))
 def disable(config_id: str, org_id: OrgId, session: SessionDep) -> IntegrationPublic:
     """Disable the config: its runs are recorded as DISABLED and held, not sent."""
     config = get_config(session, org_id, config_id)
@@ -167,7 +168,7 @@ def disable(config_id: str, org_id: OrgId, session: SessionDep) -> IntegrationPu
     return IntegrationPublic.model_validate(config)
 
 
-@router.post("/{config_id}/enable", response_model=IntegrationPublic)
+@router.post("/{config_id}/enable", response_model=IntegrationPublic, responses=answers(404))
 def enable(config_id: str, org_id: OrgId, intake: IntakeDep) -> IntegrationPublic:
     """Enable the config, reset its error count, and release its held runs in order."""
     with transaction(intake.engine) as session:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.integrations.configs import get_config
 from domain.mappings import MappedEntity, create_mapping, get_mapping, list_mappings
+from receiver.api.answers import answers
 from receiver.api.deps import OrgId, SessionDep
 from receiver.api.schemas import Strict
 
@@ -58,18 +59,18 @@ def list_(
     return [MappingPublic.model_validate(mapping) for mapping in found]
 
 
-@router.post("", response_model=MappingPublic, status_code=201)
+@router.post("", response_model=MappingPublic, status_code=201, responses=answers(404))
 def create(body: MappingCreate, org_id: OrgId, session: SessionDep) -> MappingPublic:
     if body.integration_config_id:
         get_config(session, org_id, body.integration_config_id)
     return MappingPublic.model_validate(create_mapping(session, org_id, **body.model_dump()))
 
 
-@router.get("/{mapping_id}", response_model=MappingPublic)
+@router.get("/{mapping_id}", response_model=MappingPublic, responses=answers(404))
 def show(mapping_id: str, org_id: OrgId, session: SessionDep) -> MappingPublic:
     return MappingPublic.model_validate(get_mapping(session, org_id, mapping_id))
 
 
-@router.delete("/{mapping_id}", status_code=204)
+@router.delete("/{mapping_id}", status_code=204, responses=answers(404))
 def delete(mapping_id: str, org_id: OrgId, session: SessionDep) -> None:
     session.delete(get_mapping(session, org_id, mapping_id))

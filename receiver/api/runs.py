@@ -7,7 +7,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from domain.integrations.runs import RunFilter, RunStatus, get_run, list_runs
+from receiver.api.answers import answers
 from receiver.api.deps import OrgId, SessionDep
+from receiver.api.schemas import IsoDatetime
 
 router = APIRouter(prefix="/integration-runs", tags=["integration runs"])
 
@@ -42,8 +44,8 @@ def list_(
     config_id: str | None = None,
     status: RunStatus | None = None,
     bill_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDatetime | None = None,
+    until: IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunPublic]:
     filt = RunFilter(
@@ -52,6 +54,6 @@ def list_(
     return [RunPublic.model_validate(run) for run in list_runs(session, filt, limit=limit)]
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id}", response_model=RunPublic, responses=answers(404))
 def show(run_id: str, org_id: OrgId, session: SessionDep) -> RunPublic:
     return RunPublic.model_validate(get_run(session, org_id, run_id))

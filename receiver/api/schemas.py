@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _a_date(value: Any) -> Any:
+    if isinstance(value, date) or (isinstance(value, str) and _DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+def _a_datetime(value: Any) -> Any:
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE.match(value)):
+        return value
+    raise ValueError("expected a date (YYYY-MM-DD) or an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SSZ)")
+
+
+def _in_utc_when_naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A day, written YYYY-MM-DD: a number is not read as a timestamp.
+IsoDate = Annotated[date, BeforeValidator(_a_date)]
+#: A moment, written as an ISO 8601 date or date-time; without an offset it is UTC.
+IsoDatetime = Annotated[datetime, BeforeValidator(_a_datetime), AfterValidator(_in_utc_when_naive)]
 
 
 class Strict(BaseModel):
@@ -61,8 +86,8 @@ class ReplayRequest(Strict):
     source_id: str | None = None
     type: str | None = None
     error_contains: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDatetime | None = None
+    until: IsoDatetime | None = None
     all: bool = Field(False, description="Replay every dead letter when no filter is given.")
     dry_run: bool = False
 

@@ -8,6 +8,7 @@ from domain.outbox import release_held
 from domain.secrets import secret_box
 from domain.sources import create_source, disable_source, enable_source, get_source, list_sources
 from domain.users import check_users
+from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
 from receiver.api.schemas import SourceCreate, SourceCreated, SourcePublic, SourceUpdate
 
@@ -42,12 +43,12 @@ def create(
     return SourceCreated(**_public(source).model_dump(), secret=secret)
 
 
-@router.get("/{source_id}", response_model=SourcePublic)
+@router.get("/{source_id}", response_model=SourcePublic, responses=answers(404))
 def show(source_id: str, org_id: OrgId, session: SessionDep) -> SourcePublic:
     return _public(get_source(session, org_id, source_id))
 
 
-@router.patch("/{source_id}", response_model=SourcePublic)
+@router.patch("/{source_id}", response_model=SourcePublic, responses=answers(404))
 def update(source_id: str, body: SourceUpdate, org_id: OrgId, session: SessionDep) -> SourcePublic:
     source = get_source(session, org_id, source_id)
     if body.name is not None:
@@ -59,14 +60,14 @@ def update(source_id: str, body: SourceUpdate, org_id: OrgId, session: SessionDe
     return _public(source)
 
 
-@router.post("/{source_id}/disable", response_model=SourcePublic)
+@router.post("/{source_id}/disable", response_model=SourcePublic, responses=answers(404))
 def disable(source_id: str, org_id: OrgId, session: SessionDep) -> SourcePublic:
     source = get_source(session, org_id, source_id)
     disable_source(session, source, "disabled by a user")
     return _public(source)
 
 
-@router.post("/{source_id}/enable", response_model=SourcePublic)
+@router.post("/{source_id}/enable", response_model=SourcePublic, responses=answers(404))
 def enable(source_id: str, org_id: OrgId, intake: IntakeDep) -> SourcePublic:
     """Enable the source and release its held events, in the order they were received."""
     with transaction(intake.engine) as session:
