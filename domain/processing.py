@@ -25,6 +25,7 @@ from domain.eventlog import APPENDED
 from domain.events import Attempt, AttemptOutcome, Event, EventStatus, LedgerEntry
 from domain.failures import count_failure, count_success
 from domain.handlers import Handler, HandlerRegistry, InboundEvent
+from domain.logs import describe_error
 from domain.retry import Decision, GiveUp, Retry, RetryPolicy, decide
 from domain.sources import Source
 
@@ -326,8 +327,8 @@ def _finish_attempt(
 
 
 def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text[:MAX_ERROR_CHARS]
+    """What an attempt and ``last_error`` record: a SQL error without its parameters."""
+    return describe_error(error)[:MAX_ERROR_CHARS]
 
 
 @dataclass(frozen=True, slots=True)

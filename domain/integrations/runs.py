@@ -41,6 +41,7 @@ from domain.integrations.errors import (
     MissingAccountMapping,
 )
 from domain.integrations.sync import BillSync
+from domain.logs import describe_error
 from domain.mappings import MappedEntity, external_id_for
 from domain.retry import Decision, Retry
 from domain.scoping import owned
@@ -299,7 +300,8 @@ def record_run_failure(
     if run is None:
         return
     release_bill(session, run.id)
-    run.error_message = str(error)[:2000]
+    message = str(error) if isinstance(error, IntegrationError) else describe_error(error)
+    run.error_message = message[:2000]  # a SQL error without its parameters
     if isinstance(decision, Retry):
         run.status = RunStatus.AWAITING_RETRY
         session.add(run)
