@@ -61,6 +61,26 @@ class Settings(BaseSettings):
     receiver_port: int = Field(8000, ge=1, le=65535)
     flower_port: int = Field(5555, ge=1, le=65535)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    receiver_max_connections: int = Field(
+        1000, ge=1, description="Open connections per receiver process; past it: 503."
+    )
+    receiver_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, le=1024 * 1024, description="Request line and headers; past: 431."
+    )
+    receiver_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time for a request's headers to arrive; past it: 408."
+    )
+    receiver_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest pause between parts of a body; past it: 408."
+    )
+    receiver_keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this."
+    )
+    receiver_docs: bool = Field(True, description="Serve /docs, /redoc and /openapi.json.")
+    receiver_metrics: bool = Field(True, description="Serve /metrics.")
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, /metrics needs `Authorization: Bearer <token>`."
+    )
     publish_linger_ms: float = Field(
         100.0, ge=0, le=1000, description="How long intake waits to batch events per message."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,6 +20,9 @@ from receiver.metrics import IntakeMetrics
 from receiver.publisher import Publisher
 from receiver.source_cache import SourceCache
 from receiver.writer import IntakeWriter
+
+#: With METERBRIDGE_RECEIVER_DOCS off: no /docs, /redoc or /openapi.json.
+NO_DOCS: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None}
 
 
 def build_intake(settings: Settings) -> Intake:
@@ -61,9 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Webhook intake and admin API of the meterbridge integration engine.",
         version="0.1.0",
         lifespan=lifespan,
+        **({} if settings.receiver_docs else NO_DOCS),
     )
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    if settings.receiver_metrics:
+        app.include_router(health.metrics_router)
     app.include_router(api.router)
     return app

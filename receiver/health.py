@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from sqlalchemy import text
 
+from receiver.errors import ApiError
 from receiver.intake import Intake
 
 router = APIRouter(tags=["health"])
+#: Served only with METERBRIDGE_RECEIVER_METRICS on (the default).
+metrics_router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", include_in_schema=False)
+@metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     intake: Intake = request.app.state.intake
+    _require_metrics_token(request, intake.settings.metrics_token)
     body = await asyncio.to_thread(generate_latest, intake.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _require_metrics_token(request: Request, token: SecretStr | None) -> None:
+    if token is None:
+        return
+    expected = f"Bearer {token.get_secret_value()}".encode()
+    given = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(given, expected):
+        raise ApiError(401, "unauthorized", "/metrics needs Authorization: Bearer <token>")
 
 
 @router.get("/healthz")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -81,6 +83,7 @@ def receiver(
     config = settings()
     config.ensure_dirs()
     migrated_engine(config).dispose()
+    _ensure_descriptors(config.receiver_max_connections)
     uvicorn.run(
         "receiver.app:create_app",
         factory=True,
@@ -90,7 +93,32 @@ def receiver(
         access_log=access_log,
         log_config=None,
         timeout_graceful_shutdown=10,
+        http="receiver.server:LimitedHttpToolsProtocol",
+        timeout_keep_alive=config.receiver_keep_alive_seconds,
     )
+
+
+#: Descriptors a receiver process needs besides its connections: database pool, broker,
+#: logs, the interpreter's own files.
+DESCRIPTOR_RESERVE = 128
+
+
+def _ensure_descriptors(max_connections: int) -> None:
+    """Raise the soft open-files limit as far as the hard one allows, and refuse to start
+    when it cannot hold the connection cap plus a reserve: a receiver out of descriptors
+    fails every request, not only the extra ones."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + DESCRIPTOR_RESERVE
+    if soft < needed and (hard == resource.RLIM_INFINITY or hard > soft):
+        soft = needed if hard == resource.RLIM_INFINITY else min(hard, max(needed, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < needed:
+        fail(
+            f"METERBRIDGE_RECEIVER_MAX_CONNECTIONS={max_connections} needs {needed} open "
+            f"files, but this process may open {soft} (ulimit -n); lower the setting or "
+            "raise the limit",
+            code=2,
+        )
 
 
 def worker(
@@ -157,10 +185,25 @@ def flower(
     """Run Flower, the web monitor for workers and tasks."""
     config = settings()
     config.ensure_dirs()
+    if not _loopback(address) and not os.environ.get("FLOWER_BASIC_AUTH"):
+        fail(
+            f"Flower on {address} is reachable from other machines: set FLOWER_BASIC_AUTH="
+            "user:password (or bind 127.0.0.1)",
+            code=2,
+        )
     use_embedded_servers(config)
     from workers.celery_app import app
 
     app.start(["flower", f"--port={port or config.flower_port}", f"--address={address}"])
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may be reachable from elsewhere
 
 
 def dev(
