@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from domain.settings import Settings
 from tests.support.embedded import clean_env, cli, processes_using
 from tests.support.environment import REPO
-from workers.embedded import EmbeddedServers
+from workers.embedded import EmbeddedServerError, EmbeddedServers
+from workers.embedded.system_user import ServerUser
 
 ATTACH_AND_WAIT = (
     "import sys, time; from domain.settings import load_settings; "
@@ -76,3 +79,22 @@ def test_commands_started_together_on_a_fresh_data_dir_share_one_start(
     assert all(stdout.strip() == "[]" for stdout, _ in results), results
     assert processes_using(data_dir) == []
     assert cli(env, "sources", "list", "--json").stdout.strip() == "[]"
+
+
+def test_a_socket_dir_another_user_made_first_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a data dir too deep for a socket, whose fixed-name socket dir in /tmp exists
+    settings = Settings(_env_file=None, data_dir=tmp_path.joinpath(*["deep-directory"] * 8))
+    settings.socket_dir.mkdir(exist_ok=True)
+    try:
+        # when it belongs to someone who is neither this process nor the server's user
+        owner = settings.socket_dir.stat().st_uid
+        monkeypatch.setattr("workers.embedded.servers.os.geteuid", lambda: owner + 1)
+        monkeypatch.setattr("workers.embedded.servers.server_user", lambda: ServerUser())
+        # then attaching refuses, naming it, and starts nothing
+        with pytest.raises(EmbeddedServerError, match="belongs to another user"):
+            EmbeddedServers(settings).attach(os.getpid())
+        assert not (settings.data_dir / "postgres").exists()
+    finally:
+        settings.socket_dir.rmdir()

@@ -20,13 +20,15 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from domain.db import make_engine
 from domain.schema import current_revision, head_revision, upgrade
 from domain.settings import EMBEDDED_DATABASE, REDIS_SOCKET_NAME, Settings
-from workers.embedded.postgres import EmbeddedPostgres
+from workers.embedded.postgres import EmbeddedPostgres, EmbeddedServerError
 from workers.embedded.process import alive
 from workers.embedded.redis import EmbeddedRedis
+from workers.embedded.system_user import server_user
 
 
 class EmbeddedServers:
@@ -52,6 +54,7 @@ class EmbeddedServers:
     def attach(self, pid: int) -> list[str]:
         """Start what is not running; ``pid`` becomes a user. Returns what it started."""
         with self._locked():
+            _refuse_a_foreign_socket_dir(self.settings.socket_dir)
             started = []
             if self.postgres is not None and not self.postgres.running():
                 self.postgres.start()
@@ -110,6 +113,20 @@ class EmbeddedServers:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(sorted(pids)))
         temporary.replace(path)
+
+
+def _refuse_a_foreign_socket_dir(path: Path) -> None:
+    """The socket dir may be a fixed name in /tmp (for a data dir too deep for a socket
+    path): one that another user made first could serve them our sockets."""
+    try:
+        owner = path.stat().st_uid
+    except FileNotFoundError:
+        return
+    if owner not in {os.geteuid(), server_user().uid}:
+        raise EmbeddedServerError(
+            f"{path} belongs to another user (uid {owner}); remove it, or use a shorter "
+            "METERBRIDGE_DATA_DIR"
+        )
 
 
 def _migrate(settings: Settings) -> None:
