@@ -15,7 +15,7 @@ from receiver.api import (
     sources,
     users,
 )
-from receiver.api.answers import EVERY_ROUTE, answers
+from receiver.api.answers import EVERY_ROUTE, answers, document_body_errors
 from receiver.api.deps import refuse_unstorable_text
 
 router = APIRouter(
@@ -36,4 +36,5 @@ for module in (
     bills,
     runs,
 ):
+    document_body_errors(module.router)
     router.include_router(module.router)

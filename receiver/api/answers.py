@@ -4,7 +4,8 @@ Every admin route answers 401 (no key, or an unknown or revoked one) and 422 (a 
 invalid, including text holding NUL or a lone surrogate); the router documents those for
 all of them. A route that can also answer 404 (an id that is missing or another
 organisation's) or 409 (the object's state or a uniqueness rule forbids it) names those
-codes with ``answers(...)``, which picks from the same mapping.
+codes with ``answers(...)``, which picks from the same mapping; a route that reads a body
+also answers 400 when the body cannot be decoded, added by ``document_body_errors``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 
@@ -30,6 +33,7 @@ class Error(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The body could not be read as JSON text, e.g. it is not UTF-8 (`http_error`).",
     401: "No API key, or one that is unknown or revoked (`unauthenticated`).",
     404: "No such object in the key's organisation (`not_found`); another organisation's "
     "objects answer exactly like missing ones.",
@@ -50,6 +54,14 @@ EVERY_ROUTE = (401, 422)
 def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented error answers of a route, beyond those of every route."""
     return {status: ANSWERS[status] for status in statuses}
+
+
+def document_body_errors(router: APIRouter) -> None:
+    """Each route of ``router`` that reads a body documents 400: FastAPI answers it for a
+    body sent as JSON that is not text (invalid JSON text is a 422)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            route.responses = {**answers(400), **route.responses}
 
 
 class JSONAnswer(JSONResponse):

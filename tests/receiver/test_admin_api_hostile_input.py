@@ -321,3 +321,6 @@ def test_every_admin_route_documents_its_error_answers_with_the_error_schema(
         assert "409" in spec["paths"][path][method.lower()]["responses"], (method, path)
     assert "404" in spec["paths"]["/api/v1/bills"]["post"]["responses"]
     assert "404" in spec["paths"]["/api/v1/external-mappings"]["post"]["responses"]
+    # a body that is not text (e.g. not UTF-8) is FastAPI's 400, on every route with a body
+    assert "400" in spec["paths"]["/api/v1/dead-letters/replay"]["post"]["responses"]
+    assert "400" not in spec["paths"]["/api/v1/accounts"]["get"]["responses"]
