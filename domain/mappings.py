@@ -14,7 +14,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from domain.accounts import Account
 from domain.clock import utcnow
-from domain.errors import InvalidInput
+from domain.errors import Conflict
 from domain.ids import new_id
 from domain.integrations.configs import IntegrationConfig
 from domain.scoping import owned
@@ -83,7 +83,7 @@ def create_mapping(
         )
     ).first()
     if duplicate is not None:
-        raise InvalidInput(f"this mapping already exists as {duplicate.id}")
+        raise Conflict(f"this mapping already exists as {duplicate.id}")
     mapping = ExternalMapping(
         org_id=org_id,
         entity=entity,

@@ -59,7 +59,9 @@ def list_(
     return [MappingPublic.model_validate(mapping) for mapping in found]
 
 
-@router.post("", response_model=MappingPublic, status_code=201, responses=answers(404))
+@router.post(
+    "", response_model=MappingPublic, status_code=201, responses=answers(404, 409)
+)
 def create(body: MappingCreate, org_id: OrgId, session: SessionDep) -> MappingPublic:
     if body.integration_config_id:
         get_config(session, org_id, body.integration_config_id)

@@ -280,6 +280,27 @@ def test_a_duplicate_account_code_or_user_email_is_409(
         assert "already exists" in response.json()["message"]
 
 
+def test_a_duplicate_external_mapping_is_409(
+    client: TestClient, org: tuple[str, dict[str, str]]
+) -> None:
+    _, headers = org
+    account = client.post(
+        "/api/v1/accounts", json={"code": "A2", "name": "x"}, headers=headers
+    ).json()
+    mapping = {
+        "entity": "account",
+        "entity_id": account["id"],
+        "external_system": "chargebee",
+        "external_table": "customer",
+        "external_id": "cus_2",
+    }
+    first = client.post("/api/v1/external-mappings", json=mapping, headers=headers)
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/external-mappings", json=mapping, headers=headers)
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "conflict"
+
+
 def test_a_period_that_ends_before_it_starts_is_422_naming_period_end(
     client: TestClient, org: tuple[str, dict[str, str]]
 ) -> None:
@@ -314,6 +335,7 @@ def test_every_admin_route_documents_its_error_answers_with_the_error_schema(
         ("POST", "/api/v1/accounts"),
         ("POST", "/api/v1/users"),
         ("POST", "/api/v1/bills"),
+        ("POST", "/api/v1/external-mappings"),
         ("DELETE", "/api/v1/credentials/{credential_id}"),
         ("DELETE", "/api/v1/integrations/{config_id}"),
     }
