@@ -39,9 +39,12 @@ SUBSCRIPTION_EVENTS = {
 
 @dataclass(frozen=True, slots=True)
 class CustomerFact:
+    """``name`` None: the event names the customer but states none of its details (a
+    Chargebee customer with only an id), so it must not overwrite what is known."""
+
     provider: str
     customer_id: str
-    name: str
+    name: str | None
     email: str | None
     version: str
 
@@ -98,11 +101,12 @@ def _chargebee(event_type: str, event_id: str, payload: Any) -> Facts:
         name = raw.get("company") or " ".join(
             part for part in (raw.get("first_name"), raw.get("last_name")) if part
         )
+        stated = bool(name or raw.get("email"))
         customer = CustomerFact(
             "chargebee",
             str(_require(raw, "id")),
-            name or str(raw["id"]),
-            raw.get("email"),
+            (name or str(raw["id"])) if stated else None,
+            raw.get("email") if stated else None,
             _version(raw.get("resource_version") or occurred_ms, event_id),
         )
     if event_type not in SUBSCRIPTION_EVENTS["chargebee"]:
@@ -137,7 +141,8 @@ def _stripe(event_type: str, event_id: str, payload: Any) -> Facts:
     version = _version(float(payload.get("created") or 0) * 1000, event_id)
     if event_type == "customer.created":
         customer_id = str(_require(obj, "id"))
-        name = obj.get("name") or obj.get("email") or customer_id
+        stated = bool(obj.get("name") or obj.get("email"))
+        name = (obj.get("name") or obj.get("email") or customer_id) if stated else None
         return Facts(
             event_id, customer=CustomerFact("stripe", customer_id, name, obj.get("email"), version)
         )

@@ -59,7 +59,9 @@ def apply_facts(session: Session, org_id: str, facts: Facts) -> None:
         account = ensure_account(
             session, org_id, facts.customer.provider, facts.customer.customer_id
         )
-        if account.facts_version is None or facts.customer.version > account.facts_version:
+        if facts.customer.name is not None and (
+            account.facts_version is None or facts.customer.version > account.facts_version
+        ):
             account.name, account.email = facts.customer.name, facts.customer.email
             account.facts_version = facts.customer.version
         _produced(account, facts.event_id)
@@ -194,7 +196,8 @@ def fold(history: Iterable[Facts], plan_lookup: PlanLookup) -> State:
         if facts.customer is not None:
             key = (facts.customer.provider, facts.customer.customer_id)
             known.add(key)
-            if key not in customers or facts.customer.version > customers[key].version:
+            stated = facts.customer.name is not None
+            if stated and (key not in customers or facts.customer.version > customers[key].version):
                 customers[key] = facts.customer
         if subscription is not None and plan_id is not None:
             known.add((subscription.provider, subscription.customer_id))
@@ -204,7 +207,7 @@ def fold(history: Iterable[Facts], plan_lookup: PlanLookup) -> State:
     state = State()
     for key in known:
         fact = customers.get(key)
-        state.accounts[key] = (fact.name, fact.email) if fact else (key[1], None)
+        state.accounts[key] = (fact.name or key[1], fact.email) if fact else (key[1], None)
     for key, (subscription, plan_id) in subscriptions.items():
         state.plans[key] = _plan_tuple(
             subscription.customer_id,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 import domain.subscriptions.handlers  # noqa: F401  (registers the handlers)
+from domain.accounts import Account, create_account
 from domain.clock import utcnow
 from domain.db import transaction
 from domain.eventlog import inbound_row
@@ -301,24 +302,32 @@ subscription_plans = st.lists(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    plans=subscription_plans, seed=st.integers(), repeats=st.integers(0, 5), customers=st.booleans()
+    plans=subscription_plans,
+    seed=st.integers(),
+    repeats=st.integers(0, 5),
+    customers=st.booleans(),
+    bare=st.booleans(),
 )
 def test_live_processing_a_rebuild_and_a_fold_agree(
-    env: Environment, plans: list, seed: int, repeats: int, customers: bool
+    env: Environment, plans: list, seed: int, repeats: int, customers: bool, bare: bool
 ) -> None:
     org = Org(env)
+    rng = random.Random(seed)
     events: list[tuple[str, dict]] = []
     for index, (provider, steps, customer_index) in enumerate(plans):
         steps = [(step % len(STEPS[provider]), plan) for step, plan in steps]
         customer = f"{provider[:2]}_cus_{customer_index}"
-        events += [
-            (provider, e)
-            for e in lifecycle(provider, f"sub_{index}", customer, steps, p.T0 + index)
-        ]
+        lives = lifecycle(provider, f"sub_{index}", customer, steps, p.T0 + index)
+        if bare and provider == "chargebee":  # customers named by their id alone
+            for event in lives:
+                event["content"]["customer"] = {"id": customer}
+        events += [(provider, e) for e in lives]
         if customers and provider in ("chargebee", "stripe"):
             maker = p.chargebee_customer if provider == "chargebee" else p.stripe_customer
-            events.append((provider, maker(customer, at=p.T0 + 100 + index, name=f"Co {index}")))
-    rng = random.Random(seed)
+            # before, between or after the subscription's events, which may name the
+            # customer by its id alone
+            at = p.T0 + rng.randint(-20, 100)
+            events.append((provider, maker(customer, at=at, name=f"Co {index}")))
     arrivals = events + [rng.choice(events) for _ in range(repeats)]
     rng.shuffle(arrivals)
 
@@ -330,6 +339,52 @@ def test_live_processing_a_rebuild_and_a_fold_agree(
     with transaction(env.engine) as session:
         rebuild(session, org.id)
     assert org.state() == live
+
+
+def test_a_customer_named_by_its_id_alone_keeps_the_accounts_name_and_email(
+    env: Environment,
+) -> None:
+    # given an account made through the API, whose code is the Chargebee customer id
+    org = Org(env)
+    with transaction(env.engine) as session:
+        account = create_account(
+            session, org.id, code="cus_1", name="Initech", email="ap@initech.example"
+        )
+    # when a subscription arrives whose customer object carries only the id
+    org.receive(
+        "chargebee",
+        p.chargebee_subscription(
+            "subscription_created", "sub_1", "cus_1", "pro-USD", at=p.T0, customer_details=False
+        ),
+    )
+    # then the subscription is the account's, and its name and email are untouched
+    with Session(env.engine) as session:
+        stored = session.get(Account, account.id)
+        assert stored is not None
+        assert (stored.name, stored.email) == ("Initech", "ap@initech.example")
+        assert stored.produced_by
+    # while a customer object that states details still updates them
+    org.receive("chargebee", p.chargebee_customer("cus_1", at=p.T0 + 10, name="Initrode"))
+    with Session(env.engine) as session:
+        assert session.get(Account, account.id).name == "Initrode"  # type: ignore[union-attr]
+
+
+def test_a_fold_keeps_stated_details_over_a_newer_fact_naming_the_customer_by_id() -> None:
+    stated = read(
+        "chargebee", "customer_created", "ev_1", p.chargebee_customer("cus_1", at=p.T0)
+    )
+    bare = read(
+        "chargebee",
+        "subscription_created",
+        "ev_2",
+        p.chargebee_subscription(
+            "subscription_created", "sub_1", "cus_1", "pro-USD", at=p.T0 + 50,
+            customer_details=False,
+        ),
+    )  # fmt: skip
+    for history_ in ([stated, bare], [bare, stated]):
+        state = fold(history_, lambda _fact: "plan_pro")
+        assert state.accounts[("chargebee", "cus_1")] == ("Initech", "billing@cus_1.example")
 
 
 def test_reversed_delivery_ends_where_ordered_delivery_does(env: Environment) -> None:

@@ -34,7 +34,9 @@ def chargebee_subscription(
     term_end: int | None = None,
     event_id: str | None = None,
     with_customer: bool = True,
+    customer_details: bool = True,
 ) -> dict[str, Any]:
+    """``customer_details=False``: the customer object carries only its id."""
     subscription = {
         "id": sub,
         "customer_id": customer,
@@ -47,7 +49,9 @@ def chargebee_subscription(
     if cancelled_at:
         subscription["cancelled_at"] = cancelled_at
     content: dict[str, Any] = {"subscription": subscription}
-    if with_customer:
+    if with_customer and not customer_details:
+        content["customer"] = {"id": customer}
+    elif with_customer:
         content["customer"] = {
             "id": customer,
             "first_name": "Ada",
