@@ -80,7 +80,14 @@ def _version(millis: float, event_id: str) -> str:
 
 
 def _unix(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
+    """A provider's unix time; one no calendar holds (10^20) is the event's fault, so a
+    ``ValueError`` (permanent: a dead letter with this reason), never a retry."""
+    if not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"the event has a time out of range: {value!r}") from None
 
 
 def _require(mapping: Any, *path: str) -> Any:

@@ -148,6 +148,17 @@ def test_stripe_and_paddle_end_dates() -> None:
     assert (canceled.end.timestamp(), pending.end.timestamp()) == (p.T0 + 7, p.T0 + 30)
 
 
+def test_a_time_out_of_any_calendar_is_an_error_naming_it() -> None:
+    # a ValueError is what the handler turns into a permanent failure (a dead letter)
+    for field, value in (("start_date", 10**20), ("ended_at", -(10**18))):
+        event = p.stripe_subscription(
+            "customer.subscription.created", "sub_1", "cus_1", "price_pro", at=p.T0
+        )
+        event["data"]["object"][field] = value
+        with pytest.raises(ValueError, match="time out of range"):
+            read("stripe", "customer.subscription.created", "evt", event)
+
+
 def test_an_event_missing_what_it_needs_is_an_error_naming_the_field() -> None:
     event = p.stripe_subscription(
         "customer.subscription.created", "sub_1", "cus_1", "price_pro", at=p.T0
