@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -72,6 +73,20 @@ def test_other_errors_are_logged_as_before() -> None:
     assert describe_error(ValueError("plain")) == "ValueError: plain"
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """The test configures logging as a process does; put it back afterwards, or later
+    log lines (of other threads too) go to this test's closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_the_processor_is_in_every_process_logging_chain(
     env: Environment, capsys: pytest.CaptureFixture[str]
 ) -> None:
