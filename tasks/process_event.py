@@ -73,7 +73,11 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
         case Failed(Retry(delay_seconds=delay), attempt, error, countdown):
             metrics.events_retried.inc()
             log.warning(
-                "event.retry", attempt=attempt, error=type(error).__name__, delay=round(delay, 3)
+                "event.retry",
+                attempt=attempt,
+                error=type(error).__name__,
+                delay=round(delay, 3),
+                waits_in="broker" if countdown else "database",
             )
             # Short waits ride on a countdown; long ones wait in the database for the sweeper.
             if countdown:

@@ -127,6 +127,7 @@ def test_task_logs_carry_context_and_no_secrets_or_payloads(running: Stack) -> N
     ]
     steps = [line for line in ours if line["event"] in ("event.retry", "event.done")]
     assert [line["event"] for line in steps] == ["event.retry", "event.done"]
+    assert steps[0]["waits_in"] == "broker"  # a short wait rides on a countdown
     for line in steps:
         assert line["event_id"] == event_id
         assert line["source_id"] == source_id
