@@ -40,7 +40,7 @@ from domain.secrets import generate_key, secret_box
 from domain.settings import Settings
 from domain.sources import create_source
 from tests.support.processes import Proc as TestProc
-from workers.embedded import EmbeddedPostgres, EmbeddedRedis
+from workers.embedded import EmbeddedServers
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "bench" / "out"
@@ -336,17 +336,17 @@ def _servers(args: argparse.Namespace) -> Iterator[None]:
         return
     root = Path(tempfile.mkdtemp(prefix="mbbench-embedded-", dir="/tmp"))
     root.chmod(0o755)  # as root, PostgreSQL runs as another user that must enter it
-    postgres = EmbeddedPostgres(root / "postgres" / "data", root / "run")
-    redis = EmbeddedRedis(root / "redis", root / "run" / "redis.sock", durable=True)
+    servers = EmbeddedServers(Settings(_env_file=None, data_dir=root))
+    assert servers.postgres is not None
+    assert servers.redis is not None
     try:
-        postgres.start()
-        redis.start()
-        args.database_url, args.redis_url = postgres.url(), redis.url
+        servers.postgres.start()
+        servers.redis.start()
+        args.database_url, args.redis_url = servers.postgres.url(), servers.redis.url
         print(f"embedded PostgreSQL and Redis in {root}")
         yield
     finally:
-        redis.stop()
-        postgres.stop()
+        servers.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

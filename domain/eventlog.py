@@ -15,6 +15,7 @@ from domain.errors import NotFound
 from domain.events import Attempt, Event, EventStatus
 from domain.ids import new_id
 from domain.providers.base import Envelope, UnacceptableEvent
+from domain.storable import unstorable
 
 #: Bounds on what a webhook may carry (the README's "Limits"); past them intake answers 400.
 MAX_EXTERNAL_ID_CHARS = 255  # the event.external_id column; longer ids are refused, never cut
@@ -86,14 +87,9 @@ def storable_text(value: str, field: str, limit: int) -> str:
         raise UnacceptableEvent(
             "invalid_event", f"the {field} is {len(value)} characters; at most {limit} are kept"
         )
-    if "\x00" in value:
-        raise UnacceptableEvent("invalid_event", f"the {field} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnacceptableEvent(
-            "invalid_event", f"the {field} is not valid Unicode (a lone surrogate)"
-        ) from None
+    reason = unstorable(value)
+    if reason:
+        raise UnacceptableEvent("invalid_event", f"the {field} {reason}")
     return value
 
 

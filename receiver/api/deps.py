@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from sqlmodel import Session
 
 from domain.db import transaction
 from domain.organisations import org_for_api_key
+from domain.storable import unstorable
 from receiver.errors import ApiError
 from receiver.intake import Intake
 
@@ -59,24 +59,15 @@ def current_org(
 OrgId = Annotated[str, Depends(current_org)]
 
 
-#: Text Postgres cannot store (NUL) or UTF-8 cannot encode (a lone UTF-16 surrogate, which
-#: JSON's ``\\ud800`` escapes can produce).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 def _unstorable(field: str, text: str) -> ApiError | None:
-    found = _UNSTORABLE.search(text)
-    if found is None:
+    reason = unstorable(text)
+    if reason is None:
         return None
-    if found.group() == "\x00":
-        reason = "NUL characters (\\u0000) are not allowed in text"
-    else:
-        reason = "lone surrogates (\\ud800-\\udfff) are not allowed: text must be valid Unicode"
     return ApiError(
         422,
         "validation_error",
-        f"{field}: {reason}",
-        details=[{"field": field, "reason": reason}],
+        f"{field}: text {reason}",
+        details=[{"field": field, "reason": f"text {reason}"}],
     )
 
 
