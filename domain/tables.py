@@ -8,7 +8,7 @@ from domain.events import Attempt, Event, LedgerEntry
 from domain.integrations.configs import IntegrationConfig
 from domain.integrations.credentials import Credential
 from domain.integrations.runs import IntegrationRun
-from domain.integrations.sync import BillSync, ChargebeeLine
+from domain.integrations.sync import BillSync, RemoteLine
 from domain.mappings import ExternalMapping
 from domain.notifications import Email
 from domain.organisations import ApiKey, Organisation
@@ -25,7 +25,6 @@ __all__ = [
     "Attempt",
     "Bill",
     "BillSync",
-    "ChargebeeLine",
     "Credential",
     "Email",
     "Event",
@@ -34,6 +33,7 @@ __all__ = [
     "IntegrationRun",
     "LedgerEntry",
     "Organisation",
+    "RemoteLine",
     "Source",
     "User",
     "metadata",

@@ -13,7 +13,7 @@ from domain.eventlog import INTERNAL_PROVIDER
 from domain.events import Event
 from domain.handlers import InboundEvent, registry
 from domain.integrations.runs import RUN_REQUESTED, RunStatus, complete
-from workers.chargebee.sync import perform_run
+from workers.destinations.runner import perform_run
 from workers.runtime import runtime
 
 

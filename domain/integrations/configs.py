@@ -1,7 +1,8 @@
 """Integration configs: where bills go, for which accounts, and how they are mapped.
 
-The options follow the product's Chargebee bill integration one for one (see the README's
-"Integration configs" section).
+The entity options here are every destination's; a destination's own options
+(``destination_config``) are its plug-in's model (``domain.destinations``). See the
+README's "Integration configs" section.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlmodel import Field as TableField
 from domain.accounts import Account, filter_view
 from domain.bills import LineItemType
 from domain.clock import utcnow
-from domain.errors import InvalidInput
 from domain.expressions import ExpressionError, Node, evaluate, parse
 from domain.ids import new_id
 from domain.integrations.errors import ConfigInvalid
@@ -34,22 +34,8 @@ class Destination(StrEnum):
     WEBHOOK = "webhook"
 
 
-SUPPORTED_DESTINATIONS = frozenset({Destination.CHARGEBEE})
-
-
 class EntityType(StrEnum):
     BILL = "bill"
-
-
-class SplitUsage(StrEnum):
-    PER_BAND = "per_band"
-    PER_PRODUCT = "per_product"
-
-
-class SortBy(StrEnum):
-    NONE = "none"
-    SUBTOTAL = "subtotal"
-    AGGREGATION_ID = "aggregation_id"
 
 
 class EntityConfig(BaseModel):
@@ -71,21 +57,6 @@ class EntityConfig(BaseModel):
                 raise ValueError(str(exc)) from None
             return value
         return None
-
-
-class ChargebeeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    minimum_spend_item_price_id: str | None = Field(None, max_length=100)
-    standing_charge_item_price_id: str | None = Field(None, max_length=100)
-    create_invoice: bool = False
-    use_multidecimal: bool = False
-    multidecimal_price_places: int = Field(4, ge=0, le=10)
-    multidecimal_units_places: int = Field(4, ge=0, le=10)
-    split_usage_line_items: SplitUsage = SplitUsage.PER_BAND
-    default_price_id: str | None = Field(None, max_length=100)
-    price_id_mapping: dict[LineItemType, str] = Field(default_factory=dict)
-    sort_line_items_by: SortBy = SortBy.NONE
 
 
 class IntegrationConfig(SQLModel, table=True):
@@ -124,24 +95,8 @@ class IntegrationConfig(SQLModel, table=True):
         return EntityConfig.model_validate(self.entity_config)
 
     @property
-    def chargebee(self) -> ChargebeeConfig:
-        return ChargebeeConfig.model_validate(self.destination_config)
-
-    @property
     def connected(self) -> bool:
         return self.credential_id is not None
-
-
-def check_destination(
-    destination: Destination, destination_config: dict[str, Any]
-) -> dict[str, Any]:
-    """Validate the destination's own options; returns them with defaults filled in."""
-    if destination not in SUPPORTED_DESTINATIONS:
-        supported = ", ".join(sorted(SUPPORTED_DESTINATIONS))
-        raise InvalidInput(
-            f"destination {destination!r} is not available yet (supported: {supported})"
-        )
-    return ChargebeeConfig.model_validate(destination_config).model_dump(mode="json")
 
 
 def get_config(session: Session, org_id: str, config_id: str) -> IntegrationConfig:
@@ -188,14 +143,3 @@ def applies_to(config: IntegrationConfig, account: Account) -> bool:
             f"integration {config.name!r}: the account filter cannot be evaluated for "
             f"account {account.id}: {type(exc).__name__}"
         ) from exc
-
-
-def runs_on(config: IntegrationConfig, trigger: str) -> bool:
-    """Bills go out on every generation unless the config waits for approval; on approval
-    every config runs (for one that already sent this version, the run changes nothing).
-    Reads the stored option directly, so a config whose other options no longer validate
-    still gets its run (which then ends in its error) instead of stopping the others."""
-    if trigger == "bill.approved":
-        return True
-    waits = config.entity_config.get("only_send_on_approval") is True
-    return trigger == "bill.generated" and not waits

@@ -1,8 +1,10 @@
-"""What a Chargebee run records as it goes, each step in its own short transaction so a
-run cut off anywhere leaves an accurate account of what Chargebee holds.
+"""What a run records as it goes, each step in its own short transaction so a run cut off
+anywhere leaves an accurate account of what the destination holds: a line is recorded
+``adding`` before it is sent and ``added`` (with its remote id) after. Shared by every
+destination.
 
-An invoice is named by (organisation, site, invoice id): Chargebee numbers invoices per
-site, so every query for the lines on an invoice carries all three (``_on_invoice``).
+A document is named by (organisation, site, document id): Chargebee numbers invoices per
+site, so every query for the lines on a document carries all three (``_on_invoice``).
 """
 
 from __future__ import annotations
@@ -12,51 +14,52 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, delete, select
 
 from domain.db import transaction
-from domain.integrations.chargebee_items import ChargeItem
+from domain.destinations.spec import RemoteItem
 from domain.integrations.runs import Prepared
-from domain.integrations.sync import BillSync, ChargebeeLine, LineState
+from domain.integrations.sync import BillSync, LineState, RemoteLine
 
 
 def _on_invoice(prepared: Prepared, invoice_id: str) -> list[ColumnElement[bool]]:
     """This run's invoice: its id on the site of the run's credential, in the run's
     organisation. A line recorded with an unknown site (before 0005) matches no run."""
     return [
-        col(ChargebeeLine.org_id) == prepared.org_id,
-        col(ChargebeeLine.site) == prepared.site,
-        col(ChargebeeLine.invoice_id) == invoice_id,
+        col(RemoteLine.org_id) == prepared.org_id,
+        col(RemoteLine.site) == prepared.site,
+        col(RemoteLine.invoice_id) == invoice_id,
     ]
 
 
-def lines_on(engine: Engine, prepared: Prepared, invoice_id: str) -> list[ChargebeeLine]:
+def lines_on(engine: Engine, prepared: Prepared, invoice_id: str) -> list[RemoteLine]:
     """The lines this run's (config, bill) recorded on the invoice."""
     with transaction(engine) as session:
-        statement = select(ChargebeeLine).where(
+        statement = select(RemoteLine).where(
             *_on_invoice(prepared, invoice_id),
-            col(ChargebeeLine.config_id) == prepared.config_id,
-            col(ChargebeeLine.bill_id) == prepared.bill_id,
+            col(RemoteLine.config_id) == prepared.config_id,
+            col(RemoteLine.bill_id) == prepared.bill_id,
         )
-        return list(session.exec(statement.order_by(col(ChargebeeLine.id))))
+        return list(session.exec(statement.order_by(col(RemoteLine.id))))
 
 
 def claimed_line_ids(engine: Engine, prepared: Prepared, invoice_id: str) -> set[str]:
     """Line ids on the invoice that some run (of any config or bill) already recorded as
     its own."""
     with transaction(engine) as session:
-        statement = select(ChargebeeLine.line_item_id).where(
-            *_on_invoice(prepared, invoice_id), col(ChargebeeLine.line_item_id).is_not(None)
+        statement = select(RemoteLine.line_item_id).where(
+            *_on_invoice(prepared, invoice_id), col(RemoteLine.line_item_id).is_not(None)
         )
         return {line_id for line_id in session.exec(statement) if line_id}
 
 
 def begin_add(
-    engine: Engine, prepared: Prepared, invoice_id: str, item: ChargeItem, ids_before: set[str]
-) -> ChargebeeLine:
+    engine: Engine, prepared: Prepared, invoice_id: str, item: RemoteItem, ids_before: set[str]
+) -> RemoteLine:
     key = f"{prepared.run_id}:{item.key}"[:100]
     with transaction(engine) as session:
-        line = ChargebeeLine(
+        line = RemoteLine(
             org_id=prepared.org_id,
             config_id=prepared.config_id,
             bill_id=prepared.bill_id,
+            destination=prepared.destination,
             credential_id=prepared.credential_id,
             site=prepared.site,
             invoice_id=invoice_id,
@@ -74,17 +77,17 @@ def begin_add(
 
 def finish_add(engine: Engine, line_row_id: int, line_item_id: str) -> None:
     with transaction(engine) as session:
-        line = session.get(ChargebeeLine, line_row_id)
+        line = session.get(RemoteLine, line_row_id)
         assert line is not None
         line.state, line.line_item_id = LineState.ADDED, line_item_id
         session.add(line)
 
 
-def forget(engine: Engine, rows: list[ChargebeeLine]) -> None:
+def forget(engine: Engine, rows: list[RemoteLine]) -> None:
     if rows:
         with transaction(engine) as session:
             ids = [row.id for row in rows]
-            session.exec(delete(ChargebeeLine).where(col(ChargebeeLine.id).in_(ids)))
+            session.exec(delete(RemoteLine).where(col(RemoteLine.id).in_(ids)))
 
 
 def set_invoice(engine: Engine, prepared: Prepared, **values: object) -> None:
@@ -108,10 +111,11 @@ def record_created(
         session.add(sync)
         for item, line_id in zip(prepared.items, line_ids, strict=False):
             session.add(
-                ChargebeeLine(
+                RemoteLine(
                     org_id=prepared.org_id,
                     config_id=prepared.config_id,
                     bill_id=prepared.bill_id,
+                    destination=prepared.destination,
                     credential_id=prepared.credential_id,
                     site=prepared.site,
                     invoice_id=invoice_id,

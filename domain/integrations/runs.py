@@ -2,8 +2,9 @@
 
 ``bill.generated`` / ``bill.approved`` → ``start_runs`` creates a run for every config
 that applies and appends ``integration.run.requested`` for it; processing that event
-performs the run (``workers.chargebee.sync``), with the spine's retries, leases and dead
-letters. A run that ends in error logs the error event its error class names.
+performs the run (``workers.destinations.runner`` hands it to the destination's
+plug-in), with the spine's retries, leases and dead letters. A run that ends in error
+logs the error event its error class names.
 
     WAITING → STARTED → COMPLETE
                      ↘ AWAITING_RETRY → STARTED ...
@@ -13,6 +14,7 @@ letters. A run that ends in error logs the error event its error class names.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,22 +25,28 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, Text, col, select, update
 
-from domain.accounts import Account, get_account
+from domain.accounts import get_account
 from domain.bills import Bill, get_bill
 from domain.clock import utcnow
-from domain.errors import TransientError
+from domain.destinations.pieces import BillToMap
+from domain.destinations.registry import DESTINATIONS, destination, options_for_run
+from domain.destinations.spec import (
+    CredentialFields,
+    DestinationOptions,
+    DestinationSpec,
+    RemoteItem,
+)
+from domain.errors import InvalidInput, TransientError
 from domain.eventlog import INTERNAL_PROVIDER, append_internal
 from domain.failures import count_failure, count_success
 from domain.handlers import InboundEvent, registry
 from domain.ids import new_id
-from domain.integrations.chargebee_items import BillToMap, ChargeItem, charge_items
-from domain.integrations.configs import IntegrationConfig, applies_to, get_config, runs_on
-from domain.integrations.credentials import get_credential
+from domain.integrations.configs import IntegrationConfig, applies_to, get_config
+from domain.integrations.credentials import get_credential, open_credential
 from domain.integrations.errors import (
     AuthenticationFailed,
     ConfigInvalid,
     IntegrationError,
-    MissingAccountMapping,
 )
 from domain.integrations.sync import BillSync
 from domain.logs import describe_error
@@ -48,7 +56,6 @@ from domain.scoping import owned
 from domain.secrets import SecretBox
 
 RUN_REQUESTED = "integration.run.requested"
-CHARGEBEE = "chargebee"
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +123,21 @@ def start_runs(session: Session, event: InboundEvent) -> None:
             _start_run(session, event, config, bill)
 
 
+def runs_on(config: IntegrationConfig, trigger: str) -> bool:
+    """Bills go out on every generation unless the config waits for approval (or its
+    destination takes approved bills only); on approval every config runs (for one that
+    already sent this version, the run changes nothing). Reads the stored option directly,
+    so a config whose other options no longer validate still gets its run (which then ends
+    in its error) instead of stopping the others."""
+    if trigger == "bill.approved":
+        return True
+    spec = DESTINATIONS.get(config.destination)
+    waits = config.entity_config.get("only_send_on_approval") is True or (
+        spec is not None and not spec.sends_before_approval
+    )
+    return trigger == "bill.generated" and not waits
+
+
 def _start_run(
     session: Session, event: InboundEvent, config: IntegrationConfig, bill: Bill
 ) -> None:
@@ -143,22 +165,31 @@ def _start_run(
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything a Chargebee run needs, loaded and decided before any call."""
+    """Everything a run needs, loaded and decided before any call to the destination."""
 
     run_id: str
     org_id: str
     config_id: str
     bill_id: str
     bill_version: int
+    trigger: str
+    destination: str
+    #: The remote object the bill goes to: a customer (Chargebee, Stripe) or a
+    #: subscription (Paddle).
     customer_id: str
-    #: The credential that connects the run, and its Chargebee site: with ``org_id`` and an
-    #: invoice id, the site names an invoice (invoice ids repeat across sites).
+    #: The credential that connects the run, and the remote account that numbers its
+    #: documents (``DestinationSpec.scope``): with ``org_id`` and a document id, the site
+    #: names a document (Chargebee's invoice ids repeat across sites).
     credential_id: str
     site: str
-    api_key: str
-    create_invoice: bool
+    credential: CredentialFields
+    options: DestinationOptions
     currency: str
-    items: list[ChargeItem]
+    items: Sequence[RemoteItem]
+
+    @property
+    def api_key(self) -> str:
+        return self.credential.api_key.get_secret_value()
 
 
 def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prepared | None:
@@ -173,69 +204,85 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         return None
     run.status, run.attempts, run.started_at = RunStatus.STARTED, attempt, utcnow()
     session.add(run)
+    spec = _spec(config)
     if config.credential_id is None:
         raise AuthenticationFailed(
-            f"integration {config.name!r} is not connected: attach a Chargebee credential"
+            f"integration {config.name!r} is not connected: attach a {spec.title} credential"
         )
     credential = get_credential(session, run.org_id, config.credential_id)
     bill = get_bill(session, run.org_id, run.bill_id)
     account = get_account(session, run.org_id, bill.account_id)
     applies_to(config, account)  # a filter that cannot be used raises ConfigInvalid here
     entity = config.entity
+    options = options_for_run(spec.name, config.destination_config)
+    lookup = _lookup(session, config, spec)
     lines = bill.lines()
     product_prices = {
         product: price
         for product in {line.product_id for line in lines if line.product_id}
-        if (price := _mapped(session, config, MappedEntity.PRODUCT, product, "item_price"))
+        if (price := lookup(MappedEntity.PRODUCT, product, spec.product_table))
     }
-    items = charge_items(
+    items = spec.items(
         BillToMap(bill.currency, bill.period_start, bill.period_end, lines),
         entity,
-        config.chargebee,
+        options,
         product_prices,
     )
+    fields = open_credential(box, credential)
     return Prepared(
         run_id=run.id,
         org_id=run.org_id,
         config_id=config.id,
         bill_id=bill.id,
         bill_version=bill.version,
-        customer_id=_customer_id(session, config, account),
+        trigger=run.trigger,
+        destination=spec.name,
+        customer_id=spec.target(spec, lookup, account, bill, entity),
         credential_id=credential.id,
-        site=credential.site,
-        api_key=box.decrypt(credential.api_key_ciphertext),
-        create_invoice=config.chargebee.create_invoice,
+        site=spec.scope(fields),
+        credential=fields,
+        options=options,
         currency=bill.currency,
         items=items,
     )
 
 
-def _customer_id(session: Session, config: IntegrationConfig, account: Account) -> str:
-    """The account's Chargebee customer: its external mapping when the config says so,
-    else its code (accounts made from Chargebee webhooks carry the customer id as code)."""
-    if not config.entity.use_external_mapping_account_code:
-        return account.code
-    customer = _mapped(session, config, MappedEntity.ACCOUNT, account.id, "customer")
-    if customer is None:
-        raise MissingAccountMapping(
-            f"account {account.code} ({account.id}) has no external mapping to a Chargebee customer"
+def _spec(config: IntegrationConfig) -> DestinationSpec:
+    try:
+        return destination(config.destination)
+    except InvalidInput as exc:
+        raise ConfigInvalid(f"integration {config.name!r}: {exc}") from None
+
+
+def _lookup(
+    session: Session, config: IntegrationConfig, spec: DestinationSpec
+) -> Callable[[str, str, str], str | None]:
+    """External mappings as the config sees them: to its destination, tied to the config
+    first, and only tied ones when it enforces that."""
+
+    def lookup(entity: str, entity_id: str, table: str) -> str | None:
+        return external_id_for(
+            session,
+            config.org_id,
+            entity=entity,
+            entity_id=entity_id,
+            system=spec.name,
+            table=table,
+            config_id=config.id,
+            config_only=config.entity.enforce_external_mappings_for_config,
         )
-    return customer
+
+    return lookup
 
 
-def _mapped(
-    session: Session, config: IntegrationConfig, entity: str, entity_id: str, table: str
-) -> str | None:
-    return external_id_for(
-        session,
-        config.org_id,
-        entity=entity,
-        entity_id=entity_id,
-        system=CHARGEBEE,
-        table=table,
-        config_id=config.id,
-        config_only=config.entity.enforce_external_mappings_for_config,
-    )
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a performer reports: the document that holds the bill (None: none now)."""
+
+    invoice_id: str | None
+    items_added: int
+    items_removed: int
+    bill_version: int
 
 
 def acquire_bill(session: Session, prepared: Prepared, lease_seconds: float) -> BillSync:

@@ -1,11 +1,12 @@
 """Keeping an invoice exact: it must hold the latest version of a bill, never the sum of
 its versions.
 
-meterbridge records every line it put on an invoice (``ChargebeeLine``: the bill, the
-item's fingerprint, Chargebee's line item id). An invoice is known by organisation, site and
-invoice id together: Chargebee numbers invoices per site, so two sites (of two
-organisations, or two credentials of one) can each have an invoice ``inv_1``, and neither
-must see, claim or delete the other's lines. A run compares the items the bill needs now
+Shared by every destination. meterbridge records every line it put on a remote document
+(``RemoteLine``: the bill, the item's fingerprint, the remote line's id). A document is
+known by organisation, site and document id together: Chargebee numbers invoices per
+site, so two sites (of two organisations, or two credentials of one) can each have an
+invoice ``inv_1``, and neither must see, claim or delete the other's lines (destinations
+whose ids are global use their name as the site). A run compares the items the bill needs now
 with the lines recorded and still present on the invoice, as multisets of fingerprints:
 lines no longer needed are deleted, missing items are added, the rest stay. A line is
 recorded as ``adding`` (with the line ids the invoice had before, and the idempotency key)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
 from domain.clock import utcnow
-from domain.integrations.chargebee_items import ChargeItem
+from domain.destinations.spec import RemoteItem
 
 
 class LineState(StrEnum):
@@ -34,22 +35,24 @@ class LineState(StrEnum):
     ADDED = "added"
 
 
-class ChargebeeLine(SQLModel, table=True):
-    __tablename__ = "chargebee_line"
+class RemoteLine(SQLModel, table=True):
+    __tablename__ = "remote_line"
     __table_args__ = (
-        sa.Index("ix_chargebee_line_bill", "config_id", "bill_id"),
-        sa.Index("ix_chargebee_line_invoice", "org_id", "site", "invoice_id"),
+        sa.Index("ix_remote_line_bill", "config_id", "bill_id"),
+        sa.Index("ix_remote_line_invoice", "org_id", "site", "invoice_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: str = Field(foreign_key="organisation.id", max_length=40)
     config_id: str = Field(foreign_key="integration_config.id", max_length=40)
     bill_id: str = Field(foreign_key="bill.id", max_length=40)
+    destination: str = Field(default="chargebee", max_length=32)
     #: The credential that sent the line (no foreign key: a credential can be deleted once
     #: detached, and the line stays on the invoice). None: recorded before 0005 by a config
     #: that had no credential then.
     credential_id: str | None = Field(default=None, max_length=40)
-    #: The Chargebee site of the invoice: invoice ids are only unique within a site. None:
+    #: The remote account that numbers the document (a Chargebee site: invoice ids are
+    #: only unique within a site; the destination's name where ids are global). None:
     #: unknown (recorded before 0005 by a config that had no credential then); such a line
     #: is no run's.
     site: str | None = Field(default=None, max_length=63)
@@ -86,14 +89,14 @@ class BillSync(SQLModel, table=True):
 
 @dataclass(frozen=True, slots=True)
 class SyncPlan:
-    keep: list[ChargebeeLine] = field(default_factory=list)
-    delete: list[ChargebeeLine] = field(default_factory=list)
-    forget: list[ChargebeeLine] = field(default_factory=list)  # gone from the invoice
-    add: list[ChargeItem] = field(default_factory=list)
+    keep: list[RemoteLine] = field(default_factory=list)
+    delete: list[RemoteLine] = field(default_factory=list)
+    forget: list[RemoteLine] = field(default_factory=list)  # gone from the invoice
+    add: list[RemoteItem] = field(default_factory=list)
 
 
 def plan_sync(
-    desired: list[ChargeItem], recorded: Iterable[ChargebeeLine], present: set[str]
+    desired: Sequence[RemoteItem], recorded: Iterable[RemoteLine], present: set[str]
 ) -> SyncPlan:
     """``recorded``: our ``added`` lines on the invoice; ``present``: the invoice's line ids."""
     plan = SyncPlan()
@@ -113,6 +116,6 @@ def plan_sync(
     return plan
 
 
-def items_hash(items: Iterable[ChargeItem]) -> str:
+def items_hash(items: Iterable[RemoteItem]) -> str:
     """Order-sensitive hash of a created invoice's items."""
     return hashlib.sha256("|".join(item.fingerprint for item in items).encode()).hexdigest()[:32]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -13,18 +13,19 @@ from domain.integrations.credentials import create_credential, get_credential, l
 from domain.secrets import secret_box
 from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
-from receiver.api.schemas import Strict
 
 router = APIRouter(prefix="/credentials", tags=["credentials"])
 
 
-class CredentialCreate(Strict):
+class CredentialCreate(BaseModel):
+    """``name``, ``destination``, ``api_key`` and the destination's own credential fields
+    (``GET /api/v1/destinations`` lists them; Chargebee's is ``site``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+
     name: str = Field(min_length=1, max_length=200)
-    destination: Literal["chargebee"] = "chargebee"
-    site: str = Field(
-        min_length=1, max_length=63, description="The Chargebee site, e.g. acme-test."
-    )
-    api_key: SecretStr = Field(description="Stored encrypted; never returned.")
+    destination: str = Field("chargebee", max_length=32)
+    api_key: SecretStr = Field(min_length=1, description="Stored encrypted; never returned.")
 
 
 class CredentialPublic(BaseModel):
@@ -35,7 +36,8 @@ class CredentialPublic(BaseModel):
     id: str
     name: str
     destination: str
-    site: str
+    site: str | None
+    options: dict[str, Any]
     created_at: datetime
 
 
@@ -54,8 +56,8 @@ def create(
         org_id,
         name=body.name,
         destination=body.destination,
-        site=body.site,
         api_key=body.api_key.get_secret_value(),
+        **(body.model_extra or {}),
     )
     return CredentialPublic.model_validate(credential)
 

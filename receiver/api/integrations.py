@@ -10,14 +10,13 @@ from sqlmodel import Session, col, select
 from domain.accounts import Account
 from domain.clock import utcnow
 from domain.db import transaction
+from domain.destinations.registry import check_options
 from domain.errors import Conflict, InvalidInput
 from domain.integrations.configs import (
-    ChargebeeConfig,
     Destination,
     EntityConfig,
     EntityType,
     IntegrationConfig,
-    check_destination,
     get_config,
     list_configs,
 )
@@ -36,6 +35,9 @@ from receiver.api.schemas import Strict
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 
 IdList = list[str]
+DESTINATION_OPTIONS = (
+    "The destination's own options: GET /api/v1/destinations lists each destination's JSON schema."
+)
 
 
 class IntegrationCreate(Strict):
@@ -46,7 +48,9 @@ class IntegrationCreate(Strict):
     restricted_account_ids: IdList = Field(default_factory=list, max_length=10_000)
     disabled_notification_user_ids: IdList = Field(default_factory=list, max_length=1000)
     entity_config: EntityConfig = Field(default_factory=EntityConfig)
-    destination_config: ChargebeeConfig = Field(default_factory=ChargebeeConfig)
+    destination_config: dict[str, Any] = Field(
+        default_factory=dict, description=DESTINATION_OPTIONS
+    )
     credential_id: str | None = Field(None, description="Attach a credential: connected.")
 
 
@@ -58,7 +62,9 @@ class IntegrationUpdate(Strict):
     restricted_account_ids: IdList | None = None
     disabled_notification_user_ids: IdList | None = None
     entity_config: EntityConfig | None = None
-    destination_config: ChargebeeConfig | None = None
+    destination_config: dict[str, Any] | None = Field(
+        None, description="The destination's own options, replaced as a whole."
+    )
     credential_id: str | None = None
 
 
@@ -84,8 +90,11 @@ class IntegrationPublic(BaseModel):
     updated_at: datetime
 
 
-def _check_references(session: Session, org_id: str, values: dict[str, Any]) -> None:
-    """Every id a config names must be one of the organisation's own."""
+def _check_references(
+    session: Session, org_id: str, destination: str, values: dict[str, Any]
+) -> None:
+    """Every id a config names must be one of the organisation's own, and its credential
+    one for its destination."""
     for field in ("account_ids", "restricted_account_ids"):
         ids = values.get(field) or []
         if ids:
@@ -103,6 +112,11 @@ def _check_references(session: Session, org_id: str, values: dict[str, Any]) -> 
         credential = session.get(Credential, credential_id)
         if credential is None or credential.org_id != org_id:
             raise InvalidInput(f"unknown credential {credential_id!r}", field="credential_id")
+        if credential.destination != destination:
+            raise InvalidInput(
+                f"credential {credential_id!r} is for {credential.destination}, not {destination}",
+                field="credential_id",
+            )
 
 
 @router.get("", response_model=list[IntegrationPublic])
@@ -113,13 +127,8 @@ def list_(org_id: OrgId, session: SessionDep) -> list[IntegrationPublic]:
 @router.post("", response_model=IntegrationPublic, status_code=201)
 def create(body: IntegrationCreate, org_id: OrgId, session: SessionDep) -> IntegrationPublic:
     values = body.model_dump(mode="json")
-    try:
-        values["destination_config"] = check_destination(
-            body.destination, values["destination_config"]
-        )
-    except InvalidInput as exc:
-        raise InvalidInput(str(exc), field="destination") from None
-    _check_references(session, org_id, values)
+    values["destination_config"] = check_options(body.destination, values["destination_config"])
+    _check_references(session, org_id, body.destination, values)
     config = IntegrationConfig(org_id=org_id, **values)
     session.add(config)
     session.flush()
@@ -139,7 +148,11 @@ def update(
     values = body.model_dump(mode="json", exclude_unset=True)
     if values.get("name", "") is None:
         raise InvalidInput("name cannot be null", field="name")
-    _check_references(session, org_id, values)
+    if values.get("destination_config") is not None:
+        values["destination_config"] = check_options(
+            config.destination, values["destination_config"]
+        )
+    _check_references(session, org_id, config.destination, values)
     for name, value in values.items():
         if value is None and name != "credential_id":
             value = [] if name.endswith("_ids") else {}

@@ -13,12 +13,12 @@ from alembic import command
 from domain.accounts import create_account
 from domain.bills import LineItem, generate_bill
 from domain.db import transaction
+from domain.destinations.chargebee.items import ChargeItem
 from domain.integrations import ledger
-from domain.integrations.chargebee_items import ChargeItem
 from domain.integrations.configs import IntegrationConfig
 from domain.integrations.credentials import create_credential
 from domain.integrations.runs import IntegrationRun, Prepared, prepare
-from domain.integrations.sync import ChargebeeLine, plan_sync
+from domain.integrations.sync import RemoteLine, plan_sync
 from domain.organisations import create_organisation
 from domain.schema import alembic_config, upgrade
 from domain.secrets import secret_box
@@ -97,7 +97,7 @@ def record(env: Environment, prepared: Prepared, item: ChargeItem, line_id: str)
     ledger.finish_add(env.engine, line.id, line_id)
 
 
-def line_ids(lines: list[ChargebeeLine]) -> list[str | None]:
+def line_ids(lines: list[RemoteLine]) -> list[str | None]:
     return [line.line_item_id for line in lines]
 
 
@@ -182,7 +182,7 @@ def test_the_migration_gives_existing_lines_their_configs_credential_and_site(
     with env.engine.connect() as connection:
         rows = connection.execute(
             sa.text(
-                "SELECT line_item_id, credential_id, site FROM chargebee_line ORDER BY line_item_id"
+                "SELECT line_item_id, credential_id, site FROM remote_line ORDER BY line_item_id"
             )
         ).all()
     assert [tuple(row) for row in rows] == [

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from domain.db import transaction
-from domain.integrations.sync import ChargebeeLine, LineState
+from domain.integrations.sync import LineState, RemoteLine
 from tests.support.billing import Api, prepare_customer, summary
 from tests.support.fake_chargebee import FakeChargebee
 from tests.support.processes import Stack
@@ -399,7 +399,7 @@ def test_lines_claimed_on_another_sites_invoice_with_the_same_id_are_not_ours(
     with transaction(running.env.engine) as session:
         for line_id in theirs:
             session.add(
-                ChargebeeLine(
+                RemoteLine(
                     org_id=other.org_id,
                     config_id=their_config["id"],
                     bill_id=their_bill["id"],
@@ -427,10 +427,10 @@ def test_lines_claimed_on_another_sites_invoice_with_the_same_id_are_not_ours(
     assert summary(lines) == [("cb-default", 1, 1000, 1000), ("cb-standing", 1, 4900, 4900)]
     with transaction(running.env.engine) as session:
         ours = session.exec(
-            select(ChargebeeLine.line_item_id).where(ChargebeeLine.bill_id == bill["id"])
+            select(RemoteLine.line_item_id).where(RemoteLine.bill_id == bill["id"])
         ).all()
         kept = session.exec(
-            select(ChargebeeLine.line_item_id).where(ChargebeeLine.org_id == other.org_id)
+            select(RemoteLine.line_item_id).where(RemoteLine.org_id == other.org_id)
         ).all()
     assert sorted(ours) == sorted(line["id"] for line in lines)
     assert sorted(kept) == sorted(theirs)

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from domain.bills import LineItem, LineItemType, UsageBand
-from domain.integrations.chargebee_items import BillToMap, ChargeItem, charge_items
-from domain.integrations.configs import ChargebeeConfig, EntityConfig
+from domain.destinations.chargebee import ChargebeeConfig
+from domain.destinations.chargebee.items import BillToMap, ChargeItem, charge_items
+from domain.integrations.configs import EntityConfig
 from domain.integrations.errors import ConfigInvalid
 
 T = LineItemType

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from domain.integrations.chargebee_items import ChargeItem
-from domain.integrations.sync import ChargebeeLine, LineState, plan_sync
+from domain.destinations.chargebee.items import ChargeItem
+from domain.integrations.sync import LineState, RemoteLine, plan_sync
 
 
 def item(key: str, price: str, quantity: int) -> ChargeItem:
@@ -10,8 +10,8 @@ def item(key: str, price: str, quantity: int) -> ChargeItem:
     )
 
 
-def recorded(item_: ChargeItem, line_id: str) -> ChargebeeLine:
-    return ChargebeeLine(
+def recorded(item_: ChargeItem, line_id: str) -> RemoteLine:
+    return RemoteLine(
         org_id="o",
         config_id="c",
         bill_id="b",

@@ -11,7 +11,7 @@ import pytest
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
 from tests.support.fake_chargebee import API_KEY, FakeChargebee
-from workers.chargebee.client import ChargebeeClient
+from workers.destinations.chargebee.client import ChargebeeClient
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Performing a Chargebee run: make the invoice hold exactly the bill's latest version.
+"""Chargebee's performer: make the invoice hold exactly the bill's latest version.
 
 Pending-invoice mode (``create_invoice`` off): find the customer's pending invoice (or
 the one this bill already sits on), settle any add whose answer was lost, then delete the
@@ -14,44 +14,26 @@ every step is recorded before the next one, so retries and crashes never add a c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.engine import Engine
 
-from domain.db import transaction
+from domain.destinations.chargebee import ChargebeeConfig
+from domain.destinations.chargebee.items import ChargeItem
+from domain.destinations.spec import RemoteItem
 from domain.errors import TransientError
 from domain.integrations import ledger
-from domain.integrations.chargebee_items import ChargeItem
 from domain.integrations.errors import PerformFailed
-from domain.integrations.runs import Prepared, acquire_bill, prepare
+from domain.integrations.runs import Prepared, RunResult
 from domain.integrations.sync import BillSync, LineState, items_hash, plan_sync
-from domain.secrets import SecretBox
 from domain.settings import Settings
-from workers.chargebee.client import ChargebeeClient, Invoice
+from workers.destinations.chargebee.client import ChargebeeClient, Invoice
 
 #: How long to wait for Chargebee to raise the subscription's pending invoice.
 PENDING_INVOICE_WAIT_SECONDS = 600.0
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    invoice_id: str | None
-    items_added: int
-    items_removed: int
-    bill_version: int
-
-
-def perform_run(
-    engine: Engine, box: SecretBox, settings: Settings, run_id: str, attempt: int
-) -> RunResult | None:
-    """None when the config is disabled (the run is held)."""
-    with transaction(engine) as session:
-        prepared = prepare(session, box, run_id, attempt)
-    if prepared is None:
-        return None
-    with transaction(engine) as session:
-        sync = acquire_bill(session, prepared, settings.lease_seconds)
-        state = BillSync.model_validate(sync.model_dump())
+def perform(engine: Engine, settings: Settings, prepared: Prepared, state: BillSync) -> RunResult:
+    options = prepared.options
+    assert isinstance(options, ChargebeeConfig), type(options)
     client = ChargebeeClient(
         site=prepared.site,
         api_key=prepared.api_key,
@@ -59,9 +41,15 @@ def perform_run(
         timeout=settings.http_timeout_seconds,
     )
     with client:
-        if prepared.create_invoice:
+        if options.create_invoice:
             return _sync_created_invoice(engine, client, prepared, state)
         return _sync_pending_invoice(engine, client, prepared, state)
+
+
+def _charge_items(prepared: Prepared) -> list[ChargeItem]:
+    items = list(prepared.items)
+    assert all(isinstance(item, ChargeItem) for item in items)
+    return items  # type: ignore[return-value]
 
 
 def _sync_pending_invoice(
@@ -141,7 +129,7 @@ def _settle_lost_adds(
 
 
 def _add(
-    engine: Engine, client: ChargebeeClient, prepared: Prepared, invoice: Invoice, item: ChargeItem
+    engine: Engine, client: ChargebeeClient, prepared: Prepared, invoice: Invoice, item: RemoteItem
 ) -> Invoice:
     known = invoice.line_ids | ledger.claimed_line_ids(engine, prepared, invoice.id)
     line = ledger.begin_add(engine, prepared, invoice.id, item, invoice.line_ids)
@@ -172,7 +160,10 @@ def _sync_created_invoice(
     key = f"{prepared.run_id}:create"
     if state.pending_key:  # a creation whose answer was lost: its replay tells the invoice
         lost = client.create_invoice(
-            prepared.customer_id, prepared.currency, _create_form(prepared.items), state.pending_key
+            prepared.customer_id,
+            prepared.currency,
+            _create_form(_charge_items(prepared)),
+            state.pending_key,
         )
         if state.pending_key == key:  # it was this run's own: record it, done
             ledger.record_created(engine, prepared, lost.id, wanted, _line_ids(lost))
@@ -197,7 +188,7 @@ def _sync_created_invoice(
         return RunResult(None, 0, removed, prepared.bill_version)
     ledger.set_invoice(engine, prepared, pending_key=key)
     created = client.create_invoice(
-        prepared.customer_id, prepared.currency, _create_form(prepared.items), key
+        prepared.customer_id, prepared.currency, _create_form(_charge_items(prepared)), key
     )
     ledger.record_created(engine, prepared, created.id, wanted, _line_ids(created))
     return RunResult(created.id, len(prepared.items), removed, prepared.bill_version)

@@ -1,0 +1,103 @@
+"""What a destination plug-in declares, and the shape of the items it sends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from domain.accounts import Account
+from domain.bills import Bill
+from domain.destinations.pieces import BillToMap, LineOptions
+from domain.destinations.pricing import PriceOptions
+from domain.integrations.configs import EntityConfig
+from domain.integrations.errors import MissingAccountMapping
+from domain.mappings import MappedEntity
+
+
+class DestinationOptions(PriceOptions, LineOptions):
+    """Options every destination has: the price choice and how lines become pieces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CredentialFields(BaseModel):
+    """A destination's credential as entered: ``api_key`` is the secret (stored encrypted,
+    never shown); every other field is public and kept in the credential's ``options``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(min_length=1, max_length=500, description="Stored encrypted.")
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"api_key"})
+
+
+class RemoteItem(Protocol):
+    """One item a run puts on the remote side, as the shared ledger records it."""
+
+    @property
+    def key(self) -> str:
+        """Stable within the bill: which piece of the bill this is."""
+
+    @property
+    def item_price_id(self) -> str:
+        """The remote price it goes out at; empty when priced by amount."""
+
+    @property
+    def fingerprint(self) -> str:
+        """What the remote line must look like; equal fingerprints are interchangeable."""
+
+    def form(self) -> dict[str, str]:
+        """The request fields that create it, recorded before it is sent."""
+
+
+#: Looks up an external mapping for the run's config: (entity, entity id, table) → id.
+Lookup = Callable[[str, str, str], str | None]
+#: The items a bill needs: (bill, entity config, the destination's options, product id →
+#: mapped price id).
+ItemsFor = Callable[[BillToMap, EntityConfig, Any, Mapping[str, str]], Sequence[RemoteItem]]
+#: The remote object a bill goes to (a customer, a subscription); raises
+#: ``MissingAccountMapping`` when there is none.
+TargetFor = Callable[["DestinationSpec", Lookup, Account, Bill, EntityConfig], str]
+
+
+def customer_target(
+    spec: DestinationSpec, lookup: Lookup, account: Account, _bill: Bill, entity: EntityConfig
+) -> str:
+    """The account's customer: its external mapping (``account`` → ``<destination>`` /
+    ``customer``) when the config says so, else its code (accounts made from a provider's
+    webhooks carry the customer id as code)."""
+    if not entity.use_external_mapping_account_code:
+        return account.code
+    customer = lookup(MappedEntity.ACCOUNT, account.id, "customer")
+    if customer is None:
+        raise MissingAccountMapping(
+            f"account {account.code} ({account.id}) has no external mapping to a "
+            f"{spec.title} customer"
+        )
+    return customer
+
+
+@dataclass(frozen=True)
+class DestinationSpec:
+    name: str
+    title: str
+    options: type[DestinationOptions]
+    credential: type[CredentialFields]
+    #: The external mapping table a product's price is found in (``product`` → this).
+    product_table: str
+    items: ItemsFor
+    target: TargetFor = customer_target
+    #: False: bills go out on approval only, whatever ``only_send_on_approval`` says.
+    sends_before_approval: bool = True
+    #: Default rate limits, e.g. ``{"requests": "25/second"}``; a credential may set its own.
+    limits: Mapping[str, str] = field(default_factory=dict)
+
+    def scope(self, credential: CredentialFields) -> str:
+        """The remote account that numbers the documents a run writes: a Chargebee site;
+        for destinations with globally unique ids, the destination's name."""
+        site = getattr(credential, "site", None)
+        return site if isinstance(site, str) and site else self.name

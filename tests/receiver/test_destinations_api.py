@@ -1,0 +1,74 @@
+"""Destinations as plug-ins, seen from the admin API: listed with their schemas, and each
+integration's options and credential checked by its own destination's models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from domain.destinations.registry import DESTINATIONS
+from receiver.app import create_app
+from tests.receiver.test_admin_api import Org
+from tests.support.environment import Environment
+from workers.destinations.registry import PERFORMERS
+
+
+@pytest.fixture
+def orgs(env: Environment) -> Iterator[tuple[Org, Org]]:
+    with TestClient(create_app(env.settings)) as client:
+        yield Org(client, env), Org(client, env)
+
+
+def test_every_destination_has_a_performer_and_every_performer_a_destination() -> None:
+    assert set(DESTINATIONS) == set(PERFORMERS)
+
+
+def test_destinations_are_listed_with_the_json_schemas_of_their_options_and_credential(
+    orgs: tuple[Org, Org],
+) -> None:
+    org, _ = orgs
+    listed = {d["name"]: d for d in org.call("GET", "/api/v1/destinations", status=200).json()}
+    assert set(listed) == set(DESTINATIONS)
+    assert all(
+        d["sends_before_approval"] == DESTINATIONS[n].sends_before_approval
+        for n, d in listed.items()
+    )
+    chargebee = listed["chargebee"]
+    assert chargebee["title"] == "Chargebee"
+    assert chargebee["config_schema"]["additionalProperties"] is False
+    assert "create_invoice" in chargebee["config_schema"]["properties"]
+    assert "price_id_mapping" in chargebee["config_schema"]["properties"]
+    assert set(chargebee["credential_schema"]["required"]) == {"api_key", "site"}
+
+
+def test_a_credential_with_a_field_its_destination_does_not_have_is_refused_by_name(
+    orgs: tuple[Org, Org],
+) -> None:
+    org, _ = orgs
+    body = {"name": "cb", "site": "acme", "api_key": "k", "region": "eu"}
+    answer = org.call("POST", "/api/v1/credentials", body, status=422).json()
+    assert answer["errors"][0]["field"] == "body.region"
+
+
+def test_a_credential_shows_its_public_fields_and_never_its_key(orgs: tuple[Org, Org]) -> None:
+    org, _ = orgs
+    created = org.make("/api/v1/credentials", {"name": "cb", "site": "acme", "api_key": "sekrit"})
+    assert (created["destination"], created["site"], created["options"]) == (
+        "chargebee",
+        "acme",
+        {},
+    )
+    assert "sekrit" not in str(org.call("GET", f"/api/v1/credentials/{created['id']}").json())
+
+
+def test_a_destination_named_by_the_product_but_not_built_yet_is_refused_on_the_destination(
+    orgs: tuple[Org, Org],
+) -> None:
+    org, _ = orgs
+    answer = org.call(
+        "POST", "/api/v1/integrations", {"name": "x", "destination": "xero"}, status=422
+    ).json()
+    assert answer["errors"][0]["field"] == "body.destination"
+    assert "not available yet" in answer["message"]
