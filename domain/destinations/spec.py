@@ -59,17 +59,30 @@ Lookup = Callable[[str, str, str], str | None]
 #: The items a bill needs: (bill, entity config, the destination's options, product id →
 #: mapped price id).
 ItemsFor = Callable[[BillToMap, EntityConfig, Any, Mapping[str, str]], Sequence[RemoteItem]]
+
+
+@dataclass(frozen=True)
+class BillOwner:
+    """Who a bill is for: its account, and the account's plans over the bill's period
+    (ids, newest first)."""
+
+    account: Account
+    bill: Bill
+    plan_ids: Sequence[str] = ()
+
+
 #: The remote object a bill goes to (a customer, a subscription); raises
 #: ``MissingAccountMapping`` when there is none.
-TargetFor = Callable[["DestinationSpec", Lookup, Account, Bill, EntityConfig], str]
+TargetFor = Callable[["DestinationSpec", Lookup, BillOwner, EntityConfig], str]
 
 
 def customer_target(
-    spec: DestinationSpec, lookup: Lookup, account: Account, _bill: Bill, entity: EntityConfig
+    spec: DestinationSpec, lookup: Lookup, owner: BillOwner, entity: EntityConfig
 ) -> str:
     """The account's customer: its external mapping (``account`` → ``<destination>`` /
     ``customer``) when the config says so, else its code (accounts made from a provider's
     webhooks carry the customer id as code)."""
+    account = owner.account
     if not entity.use_external_mapping_account_code:
         return account.code
     customer = lookup(MappedEntity.ACCOUNT, account.id, "customer")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,12 +25,13 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, Text, col, select, update
 
-from domain.accounts import get_account
+from domain.accounts import Account, get_account
 from domain.bills import Bill, get_bill
 from domain.clock import utcnow
 from domain.destinations.pieces import BillToMap
 from domain.destinations.registry import DESTINATIONS, destination, options_for_run
 from domain.destinations.spec import (
+    BillOwner,
     CredentialFields,
     DestinationOptions,
     DestinationSpec,
@@ -54,6 +55,7 @@ from domain.mappings import MappedEntity, external_id_for
 from domain.retry import Decision, Retry
 from domain.scoping import owned
 from domain.secrets import SecretBox
+from domain.subscriptions.projection import AccountPlan
 
 RUN_REQUESTED = "integration.run.requested"
 
@@ -237,7 +239,7 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         bill_version=bill.version,
         trigger=run.trigger,
         destination=spec.name,
-        customer_id=spec.target(spec, lookup, account, bill, entity),
+        customer_id=spec.target(spec, lookup, _owner(session, account, bill), entity),
         credential_id=credential.id,
         site=spec.scope(fields),
         credential=fields,
@@ -245,6 +247,23 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         currency=bill.currency,
         items=items,
     )
+
+
+def _owner(session: Session, account: Account, bill: Bill) -> BillOwner:
+    """The bill's account and the account's plans over the bill's period, newest first."""
+    period_start = datetime.combine(bill.period_start, time.min, tzinfo=UTC)
+    period_end = datetime.combine(bill.period_end, time.min, tzinfo=UTC)
+    plans = session.exec(
+        select(AccountPlan.id)
+        .where(
+            AccountPlan.org_id == account.org_id,
+            AccountPlan.account_id == account.id,
+            sa.or_(col(AccountPlan.start_at).is_(None), col(AccountPlan.start_at) < period_end),
+            sa.or_(col(AccountPlan.end_at).is_(None), col(AccountPlan.end_at) > period_start),
+        )
+        .order_by(col(AccountPlan.start_at).desc().nulls_last(), col(AccountPlan.id).desc())
+    )
+    return BillOwner(account=account, bill=bill, plan_ids=list(plans))
 
 
 def _spec(config: IntegrationConfig) -> DestinationSpec:
