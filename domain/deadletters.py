@@ -3,6 +3,9 @@
 A replay moves a dead event back to ``pending`` with a fresh attempt budget; its earlier
 attempts stay in the history, tagged with the replay they belonged to. Replaying is a
 conditional update from ``dead``, so replaying the same event twice starts it once.
+
+``replay_dead_letters`` is the service the admin API and the CLI both call: count, then
+(unless a dry run) replay chunk by chunk and publish each chunk once it has committed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -17,6 +21,10 @@ from sqlmodel import Session, col, select, update
 
 from domain.db import transaction
 from domain.events import Event, EventStatus
+from domain.routing import Publish
+
+#: Most dead letters a dry run lists (it counts them all).
+PREVIEW_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +127,52 @@ def replay_matching(
             moved = replay(session, filt.org_id, list(types), now, grace_seconds)
         after = rows[-1][0]
         yield [(event_id, types[event_id]) for event_id in moved]
+
+
+class ReplayProgress(Protocol):
+    """What a caller sees of a replay while it runs (the CLI draws a bar from it)."""
+
+    def start(self, matched: int) -> None:
+        """Counted: about ``matched`` events are to be replayed."""
+
+    def advance(self, replayed: int) -> None:
+        """``replayed`` more events are back to pending and published."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    matched: int  # dead letters the filter matched when the replay began
+    dry_run: bool
+    would_replay: list[Event]  # a dry run's: up to PREVIEW_LIMIT of them, in id order
+    replayed: list[str]  # ids moved back to pending and published, in id order
+
+
+def replay_dead_letters(
+    engine: Engine,
+    filt: DeadLetterFilter,
+    publish: Publish,
+    *,
+    now: datetime,
+    grace_seconds: float,
+    dry_run: bool = False,
+    progress: ReplayProgress | None = None,
+) -> ReplayOutcome:
+    """Count the dead letters ``filt`` matches; unless ``dry_run``, move every match back
+    to pending (one transaction per chunk) and ``publish`` each chunk after its commit (a
+    lost publish is found by the sweeper). A dry run changes nothing and lists what would
+    be replayed."""
+    with transaction(engine) as session:
+        matched = count_dead(session, filt)
+        if dry_run:
+            would = list_dead(session, filt, limit=PREVIEW_LIMIT)
+            return ReplayOutcome(matched, dry_run=True, would_replay=would, replayed=[])
+    if progress is not None:
+        progress.start(matched)
+    replayed: list[str] = []
+    for moved in replay_matching(engine, filt, now=now, grace_seconds=grace_seconds):
+        if moved:
+            publish(moved)
+            replayed.extend(event_id for event_id, _ in moved)
+        if progress is not None:
+            progress.advance(len(moved))
+    return ReplayOutcome(matched, dry_run=False, would_replay=[], replayed=replayed)

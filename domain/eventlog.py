@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,40 +128,6 @@ def inbound_row(
 INTERNAL_PROVIDER = "meterbridge"
 #: Key in ``Session.info`` listing the (id, type) of events appended in the session.
 APPENDED = "meterbridge.appended"
-
-PROCESS_EVENT_TASK = "meterbridge.process_event"
-#: Event types whose processing has a task of its own, so Flower shows it by name.
-TASKS_BY_TYPE = {"email.send": "meterbridge.send_email"}
-
-
-PROCESS_EVENTS_TASK = "meterbridge.process_events"
-BATCH_SIZE = 50
-
-
-def task_for(event_type: str) -> str:
-    """The Celery task that processes events of this type (all run the same processor)."""
-    return TASKS_BY_TYPE.get(event_type, PROCESS_EVENT_TASK)
-
-
-def messages(
-    events: Iterable[tuple[str, str]], batch: int = BATCH_SIZE
-) -> list[tuple[str, list[Any]]]:
-    """(task name, args) to publish for these (id, type) pairs: events of the plain
-    processing task travel in batches, one message for up to ``batch`` events."""
-    plain: list[str] = []
-    out: list[tuple[str, list[Any]]] = []
-    for event_id, event_type in events:
-        task = task_for(event_type)
-        if task == PROCESS_EVENT_TASK:
-            plain.append(event_id)
-        else:
-            out.append((task, [event_id]))
-    for start in range(0, len(plain), batch):
-        chunk = plain[start : start + batch]
-        out.append(
-            (PROCESS_EVENT_TASK, chunk) if len(chunk) == 1 else (PROCESS_EVENTS_TASK, [chunk])
-        )
-    return out
 
 
 def append_internal(

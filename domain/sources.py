@@ -1,15 +1,24 @@
 """Sources: configured intakes, each with a provider and the secret its webhooks are
-signed with. The secret is stored encrypted and shown only once, at creation."""
+signed with. The secret is stored encrypted and shown only once, at creation.
+
+A disabled source's webhooks are stored and held; ``enable_and_release`` (the service the
+admin API and the CLI both call) enables it and sends its held events on, in order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.engine import Engine
 from sqlmodel import JSON, Column, Field, Session, SQLModel, select
 
 from domain.clock import utcnow
+from domain.db import transaction
 from domain.ids import new_id
+from domain.outbox import release_held
 from domain.providers import provider_for
+from domain.routing import Publish
 from domain.scoping import owned
 from domain.secrets import SecretBox
 
@@ -80,3 +89,30 @@ def enable_source(session: Session, source: Source) -> None:
     source.disabled_at = None
     source.disabled_reason = None
     session.add(source)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEnabled:
+    source: Source
+    released: list[tuple[str, str]]  # (id, type) of the held events now pending, in order
+
+
+def enable_and_release(
+    engine: Engine,
+    find: Callable[[Session], Source],
+    publish: Publish,
+    *,
+    now: datetime,
+    grace_seconds: float,
+) -> SourceEnabled:
+    """Enable the source ``find`` reads (the API finds it in the caller's organisation,
+    the CLI in any), start its count of failures again and release its held events, in
+    one transaction; then ``publish`` them in the order received (a lost publish is found
+    by the sweeper)."""
+    with transaction(engine) as session:
+        source = find(session)
+        enable_source(session, source)
+        released = release_held(session, source.id, now, grace_seconds)
+    if released:
+        publish(released)
+    return SourceEnabled(source, released)

@@ -1,6 +1,7 @@
 """Publishing to the broker off the event loop.
 
-Stored events are handed to one thread that sends ``meterbridge.process_event`` by name.
+Stored events are handed to one thread that sends the messages ``domain.routing`` builds
+for them, by task name.
 A request never waits for the broker and never fails because of it: if the broker is
 down the message is dropped here, and the outbox sweeper publishes the stored event
 later.
@@ -12,11 +13,12 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterable
 
 import structlog
 from celery import Celery
 
-from domain.eventlog import BATCH_SIZE, messages
+from domain.routing import BATCH_SIZE, messages
 from domain.settings import Settings, celery_config
 
 log = structlog.get_logger(__name__)
@@ -70,10 +72,21 @@ class Publisher:
 
     def publish(self, event_id: str, event_type: str = "") -> None:
         """Never blocks: a full backlog drops the id (the sweeper has the event)."""
-        try:
-            self._backlog.put_nowait((event_id, event_type))
-        except queue.Full:
-            self.dropped += 1
+        self.publish_many([(event_id, event_type)])
+
+    def publish_many(self, events: Iterable[tuple[str, str]]) -> int:
+        """``domain.routing.Publish``: hands the (id, type) pairs to the thread and returns
+        how many it took. Never blocks: a full backlog drops the rest (the sweeper has
+        them)."""
+        taken = 0
+        for event in events:
+            try:
+                self._backlog.put_nowait(event)
+            except queue.Full:
+                self.dropped += 1
+            else:
+                taken += 1
+        return taken
 
     def _run(self) -> None:
         while True:

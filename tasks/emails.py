@@ -1,4 +1,4 @@
-"""``meterbridge.send_email``: deliver one notification email.
+"""``routing.SEND_EMAIL_TASK``: deliver one notification email.
 
 The task processes the ``email.send`` event like any event (claim, retries with backoff,
 dead letters); its handler sends through SMTP and marks the email sent in the same
@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Task
 from sqlmodel import Session
 
+from domain import routing
 from domain.eventlog import INTERNAL_PROVIDER
 from domain.handlers import InboundEvent, registry
 from domain.notifications import SEND_EMAIL, Email, EmailStatus, mark_sent
@@ -28,7 +29,7 @@ def send(session: Session, event: InboundEvent) -> None:
     mark_sent(session, email.id, message_id)
 
 
-@app.task(name="meterbridge.send_email", **EVENT_TASK_OPTIONS)
+@app.task(name=routing.SEND_EMAIL_TASK, **EVENT_TASK_OPTIONS)
 def send_email(self: Task, event_id: str) -> str:
     """Deliver the email an ``email.send`` event names."""
     return process(self, event_id)

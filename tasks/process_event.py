@@ -4,6 +4,7 @@ import structlog
 from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from domain import routing
 from domain.processing import Done, Failed, Outcome, Skipped
 from domain.retry import GiveUp, Retry
 from tasks.publish import enqueue
@@ -26,13 +27,13 @@ EVENT_TASK_OPTIONS: dict = {
 }
 
 
-@app.task(name="meterbridge.process_event", **EVENT_TASK_OPTIONS)
+@app.task(name=routing.PROCESS_EVENT_TASK, **EVENT_TASK_OPTIONS)
 def process_event(self: Task, event_id: str) -> str:
     """Process one stored event: claim it, run its handlers once, record the outcome."""
     return process(self, event_id)
 
 
-@app.task(name="meterbridge.process_events", **EVENT_TASK_OPTIONS)
+@app.task(name=routing.PROCESS_EVENTS_TASK, **EVENT_TASK_OPTIONS)
 def process_events(self: Task, event_ids: list[str]) -> list[str]:
     """Process a batch of stored events (intake publishes them in batches under load)."""
     outcomes = runtime().processor.process_batch(
@@ -50,11 +51,6 @@ def process(task: Task, event_id: str) -> str:
         event_id, task_id=task.request.id, worker=task.request.hostname
     )
     return _settle(task, event_id, outcome)
-
-
-def _single(task_name: str) -> str:
-    """The task that retries one event of a task's batch."""
-    return "meterbridge.process_event" if task_name == "meterbridge.process_events" else task_name
 
 
 def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
@@ -81,7 +77,7 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
             )
             # Short waits ride on a countdown; long ones wait in the database for the sweeper.
             if countdown:
-                app.send_task(_single(task.name), args=[event_id], countdown=delay)
+                app.send_task(routing.retry_task(task.name), args=[event_id], countdown=delay)
             return "retrying"
         case Failed(GiveUp(reason=reason), attempt, error, _):
             metrics.events_dead.inc()

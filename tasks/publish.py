@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from domain.eventlog import messages
+from domain.routing import events_in, messages
 from workers.celery_app import app
 
 
 def enqueue(events: Iterable[tuple[str, str]]) -> int:
-    """``events``: (event id, event type) pairs; returns how many events were queued."""
+    """``domain.routing.Publish`` over the workers' Celery app: ``events`` are (event id,
+    event type) pairs; returns how many events were queued."""
     sent = 0
     with app.producer_or_acquire() as producer:
         for task, args in messages(events):
             app.send_task(task, args=args, producer=producer)
-            sent += len(args[0]) if isinstance(args[0], list) else 1
+            sent += events_in(args)
     return sent

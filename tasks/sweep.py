@@ -4,6 +4,7 @@ import time
 
 import structlog
 
+from domain import routing
 from domain.clock import utcnow
 from domain.db import transaction
 from domain.outbox import due_for_publish
@@ -17,7 +18,7 @@ BATCH = 1000
 TIME_BUDGET_SECONDS = 20.0
 
 
-@app.task(name="meterbridge.sweep")
+@app.task(name=routing.SWEEP_TASK)
 def sweep() -> int:
     """Re-publish events that should be on the queue but may not be (see domain.outbox)."""
     rt = runtime()

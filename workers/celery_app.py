@@ -1,13 +1,14 @@
 """The Celery application: ``celery -A workers.celery_app ...``.
 
-Tasks are named ``meterbridge.*`` and take ids, never objects; the database holds the
-truth, the broker only says "look at this event now".
+Tasks are named in ``domain.routing`` (``meterbridge.*``) and take ids, never objects;
+the database holds the truth, the broker only says "look at this event now".
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
+from domain import routing
 from domain.settings import Settings, celery_config, load_settings
 
 TASK_MODULES = ["tasks.process_event", "tasks.sweep", "tasks.emails"]
@@ -17,8 +18,8 @@ def create_celery_app(settings: Settings) -> Celery:
     app = Celery("meterbridge", include=TASK_MODULES)
     app.conf.update(celery_config(settings))
     app.conf.beat_schedule = {
-        "meterbridge.sweep": {
-            "task": "meterbridge.sweep",
+        routing.SWEEP_TASK: {
+            "task": routing.SWEEP_TASK,
             "schedule": settings.sweep_interval_seconds,
             # A sweep nobody ran in time is worthless; the next one covers it.
             "options": {"expires": max(1.0, settings.sweep_interval_seconds * 2)},

@@ -5,15 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from domain.clock import utcnow
-from domain.db import transaction
-from domain.deadletters import DeadLetterFilter, count_dead, list_dead, replay_matching
+from domain.deadletters import DeadLetterFilter, list_dead, replay_dead_letters
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
 from receiver.api.schemas import EventPublic, IsoDatetime, ReplayRequest, ReplayResult
 from receiver.errors import ApiError
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
-
-DRY_RUN_LIMIT = 10_000
 
 
 @router.get("", response_model=list[EventPublic])
@@ -57,17 +54,13 @@ def replay_(body: ReplayRequest, org_id: OrgId, intake: IntakeDep) -> ReplayResu
             "validation_error",
             "name event_ids or a filter, or set all=true to replay every dead letter",
         )
-    with transaction(intake.engine) as session:
-        matched = count_dead(session, filt)
-        if body.dry_run:
-            would = [event.id for event in list_dead(session, filt, limit=DRY_RUN_LIMIT)]
-            return ReplayResult(dry_run=True, matched=matched, replayed=would)
-    replayed: list[str] = []
-    chunks = replay_matching(
-        intake.engine, filt, now=utcnow(), grace_seconds=intake.settings.outbox_grace_seconds
+    outcome = replay_dead_letters(
+        intake.engine,
+        filt,
+        intake.publisher.publish_many,
+        now=utcnow(),
+        grace_seconds=intake.settings.outbox_grace_seconds,
+        dry_run=body.dry_run,
     )
-    for moved in chunks:
-        for event_id, event_type in moved:
-            replayed.append(event_id)
-            intake.publisher.publish(event_id, event_type)
-    return ReplayResult(dry_run=False, matched=matched, replayed=replayed)
+    replayed = [event.id for event in outcome.would_replay] if body.dry_run else outcome.replayed
+    return ReplayResult(dry_run=body.dry_run, matched=outcome.matched, replayed=replayed)

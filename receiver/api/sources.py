@@ -3,10 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from domain.clock import utcnow
-from domain.db import transaction
-from domain.outbox import release_held
 from domain.secrets import secret_box
-from domain.sources import create_source, disable_source, enable_source, get_source, list_sources
+from domain.sources import (
+    create_source,
+    disable_source,
+    enable_and_release,
+    get_source,
+    list_sources,
+)
 from domain.users import check_users
 from receiver.api.answers import answers
 from receiver.api.deps import IntakeDep, OrgId, SessionDep
@@ -70,10 +74,11 @@ def disable(source_id: str, org_id: OrgId, session: SessionDep) -> SourcePublic:
 @router.post("/{source_id}/enable", response_model=SourcePublic, responses=answers(404))
 def enable(source_id: str, org_id: OrgId, intake: IntakeDep) -> SourcePublic:
     """Enable the source and release its held events, in the order they were received."""
-    with transaction(intake.engine) as session:
-        source = get_source(session, org_id, source_id)
-        enable_source(session, source)
-        released = release_held(session, source.id, utcnow(), intake.settings.outbox_grace_seconds)
-    for event_id, event_type in released:
-        intake.publisher.publish(event_id, event_type)
-    return _public(source)
+    enabled = enable_and_release(
+        intake.engine,
+        lambda session: get_source(session, org_id, source_id),
+        intake.publisher.publish_many,
+        now=utcnow(),
+        grace_seconds=intake.settings.outbox_grace_seconds,
+    )
+    return _public(enabled.source)

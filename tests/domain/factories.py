@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+from sqlmodel import Session, col, select
 
 from domain.clock import utcnow
 from domain.db import transaction
@@ -26,7 +29,9 @@ def source(env: Environment, *, enabled: bool = True) -> str:
     return created.id
 
 
-def event(env: Environment, source_id: str, event_type: str, **payload: Any) -> str:
+def event(
+    env: Environment, source_id: str, event_type: str, *, held: bool = False, **payload: Any
+) -> str:
     row = inbound_row(
         org_id=DEFAULT_ORG_ID,
         source_id=source_id,
@@ -35,8 +40,34 @@ def event(env: Environment, source_id: str, event_type: str, **payload: Any) -> 
         body=json.dumps({"type": event_type, **payload}).encode(),
         headers={},
         received_at=utcnow(),
-        held=False,
+        held=held,
     )
     with transaction(env.engine) as session:
         session.add(Event(**row))
     return row["id"]
+
+
+class Published:
+    """A ``domain.routing.Publish`` that records each call's (id, type) pairs and, as
+    another connection sees them at that moment, the events' statuses (None: not
+    committed yet), so a test can tell publishing after the commit from before it."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.calls: list[list[tuple[str, str]]] = []
+        self.seen: dict[str, str | None] = {}
+
+    def __call__(self, events: Iterable[tuple[str, str]]) -> int:
+        pairs = list(events)
+        self.calls.append(pairs)
+        ids = [event_id for event_id, _ in pairs]
+        with Session(self.env.engine) as session:
+            statuses = dict(
+                session.exec(select(Event.id, Event.status).where(col(Event.id).in_(ids))).all()
+            )
+        self.seen.update({event_id: statuses.get(event_id) for event_id in ids})
+        return len(pairs)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [pair for call in self.calls for pair in call]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from domain.clock import utcnow
 from domain.db import transaction
@@ -11,6 +12,7 @@ from domain.deadletters import (
     count_dead,
     list_dead,
     replay,
+    replay_dead_letters,
     replay_matching,
 )
 from domain.events import Event, EventStatus
@@ -94,3 +96,67 @@ def test_replay_moves_once_and_keeps_the_history(env: Environment) -> None:
         assert event is not None
         assert (event.status, event.attempts, event.replays) == (EventStatus.PENDING, 0, 1)
         assert event.last_error == "boom"
+
+
+class Bar:
+    """A ``ReplayProgress`` that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int]] = []
+
+    def start(self, matched: int) -> None:
+        self.told.append(("start", matched))
+
+    def advance(self, replayed: int) -> None:
+        self.told.append(("advance", replayed))
+
+
+def test_replay_service_replays_the_matches_and_publishes_them_after_commit(
+    env: Environment,
+) -> None:
+    # given three dead letters of a source, one of another source, and a live event
+    source, other = factories.source(env), factories.source(env)
+    types = {factories.event(env, source, f"t{n}"): f"t{n}" for n in range(3)}
+    ids = sorted(types)  # id order: time, then random
+    elsewhere = factories.event(env, other, "t")
+    alive = factories.event(env, source, "t")
+    for event_id in [*ids, elsewhere]:
+        kill(env, event_id, "boom")
+    filt = DeadLetterFilter(DEFAULT_ORG_ID, source_id=source)
+    published, bar = factories.Published(env), Bar()
+
+    # when a dry run asks what would be replayed
+    dry = replay_dead_letters(
+        env.engine, filt, published, now=utcnow(), grace_seconds=10, dry_run=True, progress=bar
+    )
+
+    # then it says, and changes and publishes nothing
+    assert (dry.dry_run, dry.matched, dry.replayed) == (True, 3, [])
+    assert [e.id for e in dry.would_replay] == ids
+    assert published.calls == []
+    assert bar.told == []
+    with transaction(env.engine) as session:
+        assert count_dead(session, filt) == 3
+
+    # when they are replayed
+    done = replay_dead_letters(
+        env.engine, filt, published, now=utcnow(), grace_seconds=10, progress=bar
+    )
+
+    # then exactly the matches are pending again, published once each after their commit
+    assert (done.dry_run, done.matched, done.replayed, done.would_replay) == (False, 3, ids, [])
+    assert published.pairs == [(event_id, types[event_id]) for event_id in ids]
+    assert published.seen == dict.fromkeys(ids, EventStatus.PENDING)
+    assert bar.told == [("start", 3), ("advance", 3)]
+    with Session(env.engine) as session:
+        status = {e: session.get_one(Event, e).status for e in [*ids, elsewhere, alive]}
+    assert status == {
+        **dict.fromkeys(ids, EventStatus.PENDING),
+        elsewhere: EventStatus.DEAD,
+        alive: EventStatus.PENDING,
+    }
+
+    # and a second replay finds nothing dead and publishes nothing
+    again = replay_dead_letters(env.engine, filt, published, now=utcnow(), grace_seconds=10)
+    assert (again.matched, again.replayed) == (0, [])
+    assert len(published.calls) == 1

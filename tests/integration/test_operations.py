@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from domain import routing
 from domain.events import EventStatus
 from domain.secrets import generate_key
 from tests.integration.test_pipeline import wait_final
@@ -40,11 +41,11 @@ def test_flower_shows_the_task_with_its_event_id(running: Stack) -> None:
         wait_final(env, event_id)
 
         def task_in_flower() -> dict | None:
-            tasks = _get(f"{api}/tasks?taskname=meterbridge.process_event") or {}
+            tasks = _get(f"{api}/tasks?taskname={routing.PROCESS_EVENT_TASK}") or {}
             return next((t for t in tasks.values() if event_id in (t.get("args") or "")), None)
 
         task = wait_for(task_in_flower, timeout=30, what="the task in Flower")
-        assert task["name"] == "meterbridge.process_event"
+        assert task["name"] == routing.PROCESS_EVENT_TASK
         assert task["state"] == "SUCCESS"
         info = _get(f"{api}/task/info/{task['uuid']}")
         assert info is not None

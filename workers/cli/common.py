@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -87,18 +87,33 @@ def migrated_engine(config: Settings) -> Engine:
 
 
 @contextmanager
-def session_for(config: Settings) -> Iterator[Session]:
-    """A transaction on the migrated database; domain errors become clear exits."""
+def engine_for(config: Settings) -> Iterator[Engine]:
+    """The migrated database, for a service that owns its transactions; domain errors
+    become clear exits."""
     engine = migrated_engine(config)
     try:
-        with transaction(engine) as session:
-            yield session
+        yield engine
     except NotFound as exc:
         fail(str(exc))
     except (InvalidInput, SettingsError) as exc:
         fail(str(exc), code=2)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def session_for(config: Settings) -> Iterator[Session]:
+    """A transaction on the migrated database; domain errors become clear exits."""
+    with engine_for(config) as engine, transaction(engine) as session:
+        yield session
+
+
+def enqueue(events: Iterable[tuple[str, str]]) -> int:
+    """``domain.routing.Publish`` for commands: ``tasks.publish.enqueue``, imported when
+    first used, so that commands that publish nothing never load Celery."""
+    from tasks import publish
+
+    return publish.enqueue(events)
 
 
 def when(value: datetime | None) -> str:

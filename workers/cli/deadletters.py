@@ -7,18 +7,24 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from domain.clock import utcnow
-from domain.deadletters import DeadLetterFilter, count_dead, list_dead, replay_matching
+from domain.deadletters import (
+    DeadLetterFilter,
+    count_dead,
+    list_dead,
+    replay_dead_letters,
+)
 from domain.events import Event, EventStatus
 from domain.organisations import DEFAULT_ORG_ID
 from domain.settings import Settings
 from workers.cli.common import (
     console,
+    engine_for,
+    enqueue,
     fail,
     find,
-    migrated_engine,
     org_scope,
     print_json,
     print_table,
@@ -142,30 +148,51 @@ def replay_(
     config = settings()
     if event_id:
         filt = _in_event_org(config, filt, event_id, org)
-    with session_for(config) as session:
-        total = count_dead(session, filt)
-        if dry_run:
-            events = list_dead(session, filt, limit=10_000)
-    if total == 0:
+    with engine_for(config) as engine, _Bar() as bar:
+        outcome = replay_dead_letters(
+            engine,
+            filt,
+            enqueue,
+            now=utcnow(),
+            grace_seconds=config.outbox_grace_seconds,
+            dry_run=dry_run,
+            progress=bar,
+        )
+    if not outcome.matched and not outcome.replayed:
         fail("no dead letters match")
-    if dry_run:
+    if outcome.dry_run:
+        events = outcome.would_replay
         print_table(
-            f"would replay {total}",
+            f"would replay {outcome.matched}",
             ["id", "type", "reason", "last error"],
             [(e.id, e.type, e.dead_reason, e.last_error) for e in events],
         )
-        if total > len(events):
-            console.print(f"... and {total - len(events)} more")
+        if outcome.matched > len(events):
+            console.print(f"... and {outcome.matched - len(events)} more")
         return
-    from tasks.publish import enqueue
+    console.print(f"replayed {len(outcome.replayed)} of {outcome.matched} dead letters")
 
-    engine = migrated_engine(config)
-    replayed = 0
-    chunks = replay_matching(engine, filt, now=utcnow(), grace_seconds=config.outbox_grace_seconds)
-    with Progress(console=console, transient=total < 100) as progress:
-        task = progress.add_task("replaying", total=total)
-        for moved in chunks:
-            replayed += enqueue(moved)
-            progress.advance(task, len(moved))
-    engine.dispose()
-    console.print(f"replayed {replayed} of {total} dead letters")
+
+class _Bar:
+    """``ReplayProgress`` as a progress bar, drawn once the replay has counted: a short
+    replay's bar goes when it ends, a long one's stays on screen."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, matched: int) -> None:
+        self._progress = Progress(console=console, transient=matched < 100)
+        self._progress.start()
+        self._task = self._progress.add_task("replaying", total=matched)
+
+    def advance(self, replayed: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, replayed)

@@ -10,16 +10,23 @@ import typer
 
 from domain.clock import utcnow
 from domain.organisations import DEFAULT_ORG_ID
-from domain.outbox import release_held
 from domain.providers import PROVIDERS
 from domain.secrets import secret_box
 from domain.settings import Settings
-from domain.sources import Source, create_source, disable_source, enable_source, list_sources
+from domain.sources import (
+    Source,
+    create_source,
+    disable_source,
+    enable_and_release,
+    list_sources,
+)
 from domain.users import check_users
 from workers.cli.common import (
     AnyOrgOption,
     cli_command,
     console,
+    engine_for,
+    enqueue,
     find,
     org_scope,
     print_fields,
@@ -170,10 +177,12 @@ def enable(source_id: str, org: AnyOrgOption = None) -> None:
     """Enable a source, reset its error count, and release its held events in the order
     they were received."""
     config = settings()
-    with session_for(config) as session:
-        enable_source(session, find(session, Source, source_id, "source", org))
-        released = release_held(session, source_id, utcnow(), config.outbox_grace_seconds)
-    from tasks.publish import enqueue
-
-    enqueue(released)
-    console.print(f"{source_id} enabled; {len(released)} held events released")
+    with engine_for(config) as engine:
+        enabled = enable_and_release(
+            engine,
+            lambda session: find(session, Source, source_id, "source", org),
+            enqueue,
+            now=utcnow(),
+            grace_seconds=config.outbox_grace_seconds,
+        )
+    console.print(f"{source_id} enabled; {len(enabled.released)} held events released")
