@@ -9,7 +9,6 @@ from sqlmodel import Session, col, select
 
 from domain.accounts import Account
 from domain.clock import utcnow
-from domain.db import transaction
 from domain.destinations.registry import check_options
 from domain.errors import Conflict, InvalidInput
 from domain.integrations.configs import (
@@ -21,11 +20,10 @@ from domain.integrations.configs import (
     list_configs,
 )
 from domain.integrations.credentials import Credential
+from domain.integrations.enable import enable_and_release
 from domain.integrations.runs import (
-    RUN_REQUESTED,
     IntegrationRun,
     disable_config,
-    enable_config,
 )
 from domain.users import check_users
 from receiver.api.answers import answers
@@ -184,10 +182,9 @@ def disable(config_id: str, org_id: OrgId, session: SessionDep) -> IntegrationPu
 @router.post("/{config_id}/enable", response_model=IntegrationPublic, responses=answers(404))
 def enable(config_id: str, org_id: OrgId, intake: IntakeDep) -> IntegrationPublic:
     """Enable the config, reset its error count, and release its held runs in order."""
-    with transaction(intake.engine) as session:
-        config = get_config(session, org_id, config_id)
-        released = enable_config(session, config)
-        public = IntegrationPublic.model_validate(config)
-    for event_id in released:
-        intake.publisher.publish(event_id, RUN_REQUESTED)
-    return public
+    enabled = enable_and_release(
+        intake.engine,
+        lambda session: get_config(session, org_id, config_id),
+        intake.publisher.publish_many,
+    )
+    return IntegrationPublic.model_validate(enabled.config)

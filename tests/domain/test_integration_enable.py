@@ -11,7 +11,7 @@ from domain.accounts import create_account
 from domain.bills import LineItem, generate_bill
 from domain.db import transaction
 from domain.events import Event, EventStatus
-from domain.integration_enable import enable_and_release
+from domain.integrations.enable import enable_and_release
 from domain.integrations.configs import IntegrationConfig, get_config
 from domain.integrations.runs import RUN_REQUESTED, IntegrationRun, RunStatus
 from domain.organisations import DEFAULT_ORG_ID

@@ -7,17 +7,18 @@ from typing import Annotated
 import typer
 
 from domain.integrations.configs import IntegrationConfig, list_configs
+from domain.integrations.enable import enable_and_release
 from domain.integrations.runs import (
-    RUN_REQUESTED,
     RunFilter,
     disable_config,
-    enable_config,
     list_runs,
 )
 from domain.organisations import DEFAULT_ORG_ID
 from workers.cli.common import (
     AnyOrgOption,
     console,
+    engine_for,
+    enqueue,
     find,
     org_scope,
     print_fields,
@@ -118,9 +119,8 @@ def disable(
 @app.command()
 def enable(config_id: str, org: AnyOrgOption = None) -> None:
     """Enable a config, reset its error count, and release its held runs in order."""
-    with session_for(settings()) as session:
-        released = enable_config(session, find(session, IntegrationConfig, config_id, WHAT, org))
-    from tasks.publish import enqueue
-
-    enqueue((event_id, RUN_REQUESTED) for event_id in released)
-    console.print(f"{config_id} enabled; {len(released)} held runs released")
+    with engine_for(settings()) as engine:
+        enabled = enable_and_release(
+            engine, lambda session: find(session, IntegrationConfig, config_id, WHAT, org), enqueue
+        )
+    console.print(f"{config_id} enabled; {len(enabled.released)} held runs released")
