@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from domain.destinations.pieces import BillToMap, Piece, day_start_unix, pieces, sort_items
 from domain.destinations.pricing import price_for
@@ -92,33 +93,32 @@ def stripe_items(
 
 
 def _item(piece: Piece, currency: str, price: str | None) -> StripeItem:
-    base = {
-        "key": piece.key,
-        "currency": currency,
-        "description": _description(piece),
-        "period_start": day_start_unix(piece.start),
-        "period_end": day_start_unix(piece.end) - 1,
-        "subtotal": piece.subtotal or Decimal(0),
-        "aggregation_id": piece.aggregation_id,
-    }
+    item = partial(
+        StripeItem,
+        key=piece.key,
+        currency=currency,
+        description=_description(piece),
+        period_start=day_start_unix(piece.start),
+        period_end=day_start_unix(piece.end) - 1,
+        subtotal=piece.subtotal or Decimal(0),
+        aggregation_id=piece.aggregation_id,
+    )
     whole = piece.quantity > 0 and piece.quantity == piece.quantity.to_integral_value()
     if price is not None and whole:
-        return StripeItem(**base, item_price_id=price, quantity=int(piece.quantity))
+        return item(item_price_id=price, quantity=int(piece.quantity))
     unit = piece.effective_unit_price
     if whole and unit is not None and unit >= 0:
         unit_minor = _minor_decimal(unit, currency)
         total = (unit_minor * piece.quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP)
         if piece.subtotal is None or total == minor_units(piece.subtotal, currency):
-            return StripeItem(
-                **base, unit_amount_decimal=plain(unit_minor), quantity=int(piece.quantity)
-            )
+            return item(unit_amount_decimal=plain(unit_minor), quantity=int(piece.quantity))
     if piece.subtotal is None:
         raise ConfigInvalid(
             f"line {piece.line_number} ({piece.type}) has no amount and no Stripe price: "
             "give it a subtotal, or map its product to a Stripe price, set price_id_mapping "
             f"for {piece.type}, or set default_price_id"
         )
-    return StripeItem(**base, amount=minor_units(piece.subtotal, currency))
+    return item(amount=minor_units(piece.subtotal, currency))
 
 
 def _minor_decimal(amount: Decimal, currency: str) -> Decimal:
