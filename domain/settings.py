@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "https://{site}.chargebee.com/api/v2",
         description="Where a Chargebee site's API lives; {site} comes from the credential.",
     )
+    paddle_api_base: str = Field(
+        "https://api.paddle.com", description="Paddle Billing's API, for live API keys."
+    )
+    paddle_sandbox_api_base: str = Field(
+        "https://sandbox-api.paddle.com",
+        description="Paddle Billing's sandbox API, for sandbox API keys.",
+    )
     http_timeout_seconds: float = Field(30.0, gt=0)
     mail_from: str = Field("meterbridge@localhost", min_length=3, max_length=320)
     smtp_timeout_seconds: float = Field(10.0, gt=0)
