@@ -271,6 +271,34 @@ def test_client_creates_a_draft_invoice_holding_the_bills_lines(
     assert by_unit.params["period"] == {"start": str(PERIOD[0]), "end": str(PERIOD[1])}
 
 
+def test_client_sends_a_recorded_form_as_it_is(fake: FakeStripe, customer: str) -> None:
+    form = {
+        "currency": "usd",
+        "description": "API calls (12.5)",
+        "period[start]": str(PERIOD[0]),
+        "period[end]": str(PERIOD[1]),
+        "amount": "313",
+        "metadata[meterbridge_item]": "line-1",
+    }
+    with client(fake) as cb:
+        invoice_id = draft(cb, customer, f"{customer}:invoice")
+        item = cb.create_invoice_item_from_form(
+            form, key=f"{customer}:1", customer=customer, invoice=invoice_id
+        )
+    assert (item.amount, item.invoice, item.period) == (313, invoice_id, PERIOD)
+    assert item.metadata == {"meterbridge_item": "line-1"}
+    [sent] = fake.applied("create_invoice_item", customer=customer)
+    assert sent.params == {
+        "currency": "usd",
+        "description": "API calls (12.5)",
+        "period": {"start": str(PERIOD[0]), "end": str(PERIOD[1])},
+        "amount": "313",
+        "metadata": {"meterbridge_item": "line-1"},
+        "customer": customer,
+        "invoice": invoice_id,
+    }
+
+
 def test_client_lists_every_page(fake: FakeStripe, customer: str) -> None:
     with client(fake) as cb:
         for index in range(101):

@@ -365,6 +365,23 @@ class StripeClient:
             self._post("/v1/invoiceitems", "/v1/invoiceitems", params, key)
         )
 
+    def create_invoice_item_from_form(
+        self,
+        form: Mapping[str, str],
+        *,
+        key: str,
+        customer: str,
+        invoice: str | None = None,
+        subscription: str | None = None,
+    ) -> InvoiceItem:
+        """One invoice item from fields already in Stripe's flat form (``period[start]``,
+        ``pricing[price]``, ``metadata[...]``), such as the ledger recorded before sending:
+        what goes out is exactly that, plus the customer, invoice and subscription."""
+        params = {**form, "customer": customer, "invoice": invoice, "subscription": subscription}
+        return InvoiceItem.from_json(
+            self._post("/v1/invoiceitems", "/v1/invoiceitems", params, key)
+        )
+
     def list_invoice_items(
         self,
         *,
