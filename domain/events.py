@@ -7,6 +7,7 @@ no worker has picked up, and the status says where the event is in its life:
     pending ──claim──> processing ──> processed | ignored
        ^                  │
        │                  ├──transient──> retrying ──(due)──> processing
+       │                  ├──wait for turn──> retrying (the attempt is given back)
        │                  └──permanent / attempts used up──> dead ──replay──> pending
     held (source disabled) ──enable──> pending
 """
@@ -40,6 +41,7 @@ class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     IGNORED = "ignored"
     RETRY = "retry"
+    WAITED = "waited"  # a rate limit had no room: retried without using an attempt
     DEAD = "dead"
     LOST = "lost"  # the worker died (or lost its lease) before recording an outcome
 

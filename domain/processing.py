@@ -5,6 +5,12 @@ Claims are leases: a worker that dies mid-event leaves the event ``processing`` 
 and whoever claims it next marks the lost attempt. Every
 outcome is written with a fence (``attempts`` must still equal the claim's attempt
 number), so a worker whose lease ran out can never overwrite a newer attempt.
+
+A wait for a turn under a rate limit (``WaitForTurn``) gives its attempt back: the event
+returns to ``retrying`` with ``attempts`` one lower, and its history row says ``waited``.
+The fence stays sound: only the holder of the current claim can lower the count, and only
+to the number it claimed from, so ``processing`` with a given count is only ever entered
+by a claim, and a claim whose lease ran out can never match the fence again.
 """
 
 from __future__ import annotations
@@ -265,6 +271,7 @@ def record_failure(
     lost; None means the retry waits in the database alone and is published when due."""
     message = _describe(error)
     if isinstance(decision, Retry):
+        given_back = {} if decision.uses_attempt else {"attempts": claimed.attempt_number - 1}
         fenced = _finish_event(
             session,
             claimed,
@@ -273,10 +280,10 @@ def record_failure(
             last_error=message,
             sweeps=0,
             sweep_after=sweep_after,
+            **given_back,
         )
-        _finish_attempt(
-            session, claimed, now, outcome=AttemptOutcome.RETRY, error=error, retry_at=decision.at
-        )
+        outcome = AttemptOutcome.RETRY if decision.uses_attempt else AttemptOutcome.WAITED
+        _finish_attempt(session, claimed, now, outcome=outcome, error=error, retry_at=decision.at)
     else:
         fenced = _finish_event(
             session,

@@ -1,5 +1,6 @@
 """When to try again: exponential backoff with full jitter, capped, honouring the other
-side's ``Retry-After``; and when to give up."""
+side's ``Retry-After``; and when to give up. Waiting for a turn under a rate limit is no
+failure: it is retried when the turn comes, without using an attempt."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domain.errors import PermanentError, TransientError
+from domain.errors import PermanentError, TransientError, WaitForTurn
+
+#: Waits for a turn are spread over up to this fraction more, so that runs that hit a full
+#: window together do not all come back at the instant it has one free place.
+WAIT_SPREAD = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class RetryPolicy:
 class Retry:
     delay_seconds: float
     at: datetime
+    #: False for a wait for a turn (``WaitForTurn``): the attempt is given back.
+    uses_attempt: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +58,14 @@ def decide(
     rng: random.Random | None = None,
 ) -> Decision:
     """Anything that is not a ``PermanentError`` is retried: unexpected exceptions are
-    usually passing (a lock, a restart), and a bug fixed by a deploy then heals itself."""
+    usually passing (a lock, a restart), and a bug fixed by a deploy then heals itself.
+    A ``WaitForTurn`` is retried when its turn comes (capped), whatever the attempt."""
     if isinstance(error, PermanentError):
         return GiveUp("permanent")
+    if isinstance(error, WaitForTurn):
+        spread = 1 + (rng or random.Random()).uniform(0, WAIT_SPREAD)  # noqa: S311
+        delay = min(policy.cap_seconds, error.retry_after * spread)
+        return Retry(delay, now + timedelta(seconds=delay), uses_attempt=False)
     if attempt >= policy.max_attempts:
         return GiveUp("exhausted")
     retry_after = error.retry_after if isinstance(error, TransientError) else None

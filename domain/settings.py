@@ -22,6 +22,7 @@ ENV_PREFIX = "METERBRIDGE_"
 URL_SCHEMES = {
     "database_url": ("postgresql", "postgresql+psycopg", "postgres"),
     "broker_url": ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp"),
+    "redis_url": ("redis", "rediss", "redis+socket", "redis+unix", "unix"),
     "smtp_url": ("smtp", "smtps"),
 }
 
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     )
     database_url: str = Field("", description="Empty: the embedded PostgreSQL in the data dir.")
     broker_url: str = Field("", description="Empty: the embedded Redis in the data dir.")
+    redis_url: str = Field(
+        "",
+        description="The Redis holding the rate limits every worker shares. Empty: the "
+        "broker when it is Redis, else the embedded Redis in the data dir.",
+    )
     smtp_url: str = Field("", description="Empty: emails are written as .eml files.")
     secret_key: SecretStr | None = Field(
         None,
@@ -117,7 +123,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("database_url", "broker_url", "smtp_url")
+    @field_validator("database_url", "broker_url", "redis_url", "smtp_url")
     @classmethod
     def _check_scheme(cls, value: str, info: ValidationInfo) -> str:
         schemes = URL_SCHEMES[info.field_name or ""]
@@ -132,6 +138,12 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.broker_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        """Whether the data dir's own Redis is needed: as the broker, or for rate limits
+        when neither ``redis_url`` nor a Redis broker is set."""
+        return self.embedded_broker or not (self.redis_url or _is_redis(self.broker_url))
 
     @cached_property
     def socket_dir(self) -> Path:
@@ -159,6 +171,15 @@ class Settings(BaseSettings):
         return self.broker_url
 
     @property
+    def rate_limit_redis_url(self) -> str:
+        """The Redis of the shared rate limits, as the ``limits`` package spells it
+        (``redis://``, ``rediss://`` or ``redis+unix:///path``)."""
+        url = self.redis_url or (self.broker_url if _is_redis(self.broker_url) else "")
+        if not url:
+            return f"redis+unix://{self.socket_dir / REDIS_SOCKET_NAME}"
+        return limits_redis_url(url)
+
+    @property
     def lease_seconds(self) -> int:
         """How long a claimed event belongs to one worker: a little past the hard time
         limit, after which Celery has killed the task whatever it was doing."""
@@ -174,6 +195,19 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _is_redis(url: str) -> bool:
+    return url.split("://", 1)[0] in ("redis", "rediss", "redis+socket")
+
+
+def limits_redis_url(url: str) -> str:
+    """A Redis URL as the ``limits`` package reads it: kombu's ``redis+socket://`` and
+    redis-py's ``unix://`` for a unix socket are ``redis+unix://`` there."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("redis+socket", "unix"):
+        return f"redis+unix://{rest}"
+    return url
 
 
 def env_name(field: str) -> str:

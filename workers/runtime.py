@@ -1,7 +1,8 @@
-"""What a worker process builds once: settings, database engine, the processor.
+"""What a worker process builds once: settings, database engine, the processor, the
+rate limiter.
 
 Built lazily in the process that uses it, so a prefork child never shares its parent's
-database connections.
+database or Redis connections.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from domain.retry import RetryPolicy
 from domain.secrets import SecretBox, secret_box
 from domain.settings import Settings, load_settings
 from workers.metrics import observe_handler
+from workers.ratelimits import RateLimiter
 
 #: Modules whose import registers meterbridge's own event handlers.
 BUILTIN_HANDLER_MODULES = (
@@ -36,6 +38,8 @@ class Runtime:
     engine: Engine
     processor: Processor
     box: SecretBox
+    #: Turns under the destinations' rate limits, shared with every other worker process.
+    limiter: RateLimiter
 
 
 _runtime: Runtime | None = None
@@ -71,4 +75,5 @@ def _build(settings: Settings) -> Runtime:
         grace_seconds=settings.outbox_grace_seconds,
         observe_handler=observe_handler,
     )
-    return Runtime(settings, engine, processor, secret_box(settings))
+    limiter = RateLimiter.from_url(settings.rate_limit_redis_url)  # connects on first use
+    return Runtime(settings, engine, processor, secret_box(settings), limiter)

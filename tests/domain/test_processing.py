@@ -10,11 +10,20 @@ from sqlmodel import Session, select
 
 from domain.clock import utcnow
 from domain.db import transaction
-from domain.errors import TransientError
+from domain.errors import TransientError, WaitForTurn
 from domain.events import Attempt, AttemptOutcome, Event, EventStatus, LedgerEntry
 from domain.handlers import HandlerRegistry, InboundEvent
-from domain.processing import Done, Failed, Processor, Skipped, claim, release_lost_claims
-from domain.retry import GiveUp, Retry, RetryPolicy
+from domain.processing import (
+    Claim,
+    Done,
+    Failed,
+    Processor,
+    Skipped,
+    claim,
+    release_lost_claims,
+)
+from domain.retry import GiveUp, Retry, RetryPolicy, decide
+from domain.sources import Source
 from tests.domain import factories
 from tests.support import handlers
 from tests.support.environment import Environment
@@ -268,3 +277,129 @@ def test_duplicate_handler_names_are_refused() -> None:
         ("h", first),
         ("h2", second),
     ]
+
+
+def waits_then_succeeds(turns: list[bool]) -> HandlerRegistry:
+    """A registry whose handler takes its turns from ``turns`` in order: False raises
+    ``WaitForTurn`` (no room under a rate limit), True runs; a failure hook records the
+    decision each failure came to."""
+    registry = HandlerRegistry()
+
+    @registry.register("generic", "turns")
+    def take_turn(session: Session, event: InboundEvent) -> None:
+        if not turns.pop(0):
+            raise WaitForTurn(retry_after=0.01, key="stripe:crd_1")
+        handlers._effect(session, event, "turn")
+
+    return registry
+
+
+def due_now(env: Environment, event_id: str) -> None:
+    with transaction(env.engine) as session:
+        session.exec(sa.update(Event).where(Event.id == event_id).values(next_attempt_at=utcnow()))
+
+
+def test_waiting_for_a_turn_uses_no_attempt(env: Environment) -> None:
+    # given a handler that waits for its turn more often than there are attempts (3)
+    event_id = factories.event(env, factories.source(env), "turns")
+    proc = processor(env, waits_then_succeeds([False] * 5 + [True]))
+    # when it is processed each time it is due
+    for _ in range(5):
+        outcome = proc.process(event_id)
+        # then each wait is a retry that gives its attempt back
+        assert isinstance(outcome, Failed)
+        assert isinstance(outcome.decision, Retry)
+        assert not outcome.decision.uses_attempt
+        event, _ = load(env, event_id)
+        assert (event.status, event.attempts) == (EventStatus.RETRYING, 0)
+        due_now(env, event_id)
+    # and the run that finally gets its turn is the first attempt
+    assert proc.process(event_id) == Done(EventStatus.PROCESSED, 1)
+    event, attempts = load(env, event_id)
+    assert (event.status, event.attempts, event.dead_reason) == (EventStatus.PROCESSED, 1, None)
+    assert effects_of(env, event_id) == ["turn"]
+    # and the history shows every wait
+    assert [a.outcome for a in attempts] == ["waited"] * 5 + ["succeeded"]
+    assert all(a.error_class == "domain.errors.WaitForTurn" for a in attempts[:5])
+    assert "for a turn under the rate limit of stripe:crd_1" in (attempts[0].error_message or "")
+    assert all(a.retry_at is not None for a in attempts[:5])
+
+
+def test_failures_between_waits_still_use_their_attempts(env: Environment) -> None:
+    source_id = factories.source(env)
+    event_id = factories.event(env, source_id, "turns")
+    registry = HandlerRegistry()
+    plan = ["fail", "wait", "wait", "fail", "wait", "fail"]
+
+    @registry.register("generic", "turns")
+    def fail_or_wait(session: Session, event: InboundEvent) -> None:
+        if plan.pop(0) == "wait":
+            raise WaitForTurn(retry_after=0.01)
+        raise TransientError("upstream 503")
+
+    proc = processor(env, registry)  # 3 attempts
+    counts = []
+    for _ in range(6):
+        proc.process(event_id)
+        event, _ = load(env, event_id)
+        counts.append(event.attempts)
+        due_now(env, event_id)
+    assert counts == [1, 1, 1, 2, 2, 3]
+    event, attempts = load(env, event_id)
+    assert (event.status, event.dead_reason) == (EventStatus.DEAD, "exhausted")
+    assert [a.outcome for a in attempts] == ["retry", "waited", "waited", "retry", "waited", "dead"]
+    assert [a.number for a in attempts] == [1, 2, 2, 2, 3, 3]
+
+
+def test_a_wait_reaches_failure_hooks_as_a_retry_and_counts_no_failure(env: Environment) -> None:
+    """``record_run_failure`` leaves a run AWAITING_RETRY for any ``Retry`` and counts a
+    failure only when it gives up; a source counts one only for a dead event."""
+    source_id = factories.source(env)
+    event_id = factories.event(env, source_id, "turns")
+    registry = waits_then_succeeds([False])
+    seen: list[tuple[type[BaseException], object]] = []
+    registry.on_failure("generic", "turns")(
+        lambda session, event, error, decision: seen.append((type(error), decision))
+    )
+    outcome = processor(env, registry).process(event_id)
+    assert isinstance(outcome, Failed)
+    assert [(error, type(decision)) for error, decision in seen] == [(WaitForTurn, Retry)]
+    with Session(env.engine) as session:
+        source = session.get(Source, source_id)
+        assert source is not None
+        assert source.consecutive_errors == 0
+
+
+def test_a_stale_claim_cannot_record_after_a_wait_gave_its_attempt_back(
+    env: Environment,
+) -> None:
+    # given a worker whose claim (attempt 1) ran out of lease while it was still running
+    event_id = factories.event(env, factories.source(env), "turns")
+    with transaction(env.engine) as session:
+        stale = claim(session, event_id, now=utcnow() - timedelta(seconds=120), lease_seconds=60)
+    assert isinstance(stale, Claim)
+    # and another worker that took over (attempt 2) and had to wait: the count is 1 again
+    proc = processor(env, waits_then_succeeds([False, True]))
+    assert isinstance(proc.process(event_id), Failed)
+    event, _ = load(env, event_id)
+    assert (event.status, event.attempts) == (EventStatus.RETRYING, 1)
+    # then the stale worker can record nothing, whether the event waits or runs again
+    from domain.processing import record_done, record_failure
+
+    with transaction(env.engine) as session:
+        assert not record_done(session, stale, EventStatus.PROCESSED, utcnow())
+    due_now(env, event_id)
+    with transaction(env.engine) as session:
+        running = claim(session, event_id, now=utcnow(), lease_seconds=60)
+    assert isinstance(running, Claim)
+    assert running.attempt_number == 2
+    wait = WaitForTurn(retry_after=1)
+    with transaction(env.engine) as session:
+        assert not record_done(session, stale, EventStatus.PROCESSED, utcnow())
+        assert not record_failure(session, stale, wait, decide(FAST, wait, 1, utcnow()), utcnow())
+    event, attempts = load(env, event_id)
+    assert (event.status, event.attempts) == (EventStatus.PROCESSING, 2)
+    assert [a.outcome for a in attempts[1:]] == ["waited", "started"]
+    # while the current claim records its outcome as usual
+    with transaction(env.engine) as session:
+        assert record_done(session, running, EventStatus.PROCESSED, utcnow())

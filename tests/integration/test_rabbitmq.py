@@ -15,6 +15,7 @@ from tests.integration.test_pipeline import attempts_of, effects_of, wait_final
 from tests.support.environment import make_env
 from tests.support.processes import Stack
 from tests.support.webhooks import new_source, send
+from workers.embedded import EmbeddedServers
 
 AMQP_URL = os.environ.get("METERBRIDGE_TEST_AMQP_URL", "")
 
@@ -36,6 +37,9 @@ def rabbit_stack(tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
+        # The data dir's Redis holds the rate limits (RabbitMQ is no Redis); the receiver,
+        # stopped by SIGTERM, exits without detaching, so stop it here.
+        EmbeddedServers(env.settings).stop()
         env.close()
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.errors import PermanentError, TransientError
+from domain.errors import PermanentError, TransientError, WaitForTurn
 from domain.retry import GiveUp, Retry, RetryPolicy, decide
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,3 +48,23 @@ def test_permanent_errors_give_up_at_once() -> None:
 def test_unexpected_exceptions_are_retried_like_transient_ones() -> None:
     assert isinstance(decide(POLICY, KeyError("x"), 1, NOW), Retry)
     assert decide(POLICY, KeyError("x"), 5, NOW) == GiveUp("exhausted")
+
+
+@given(attempt=st.integers(1, 1000), retry_after=st.floats(0, 10_000), seed=st.integers())
+def test_a_wait_for_a_turn_is_never_given_up_and_uses_no_attempt(
+    attempt: int, retry_after: float, seed: int
+) -> None:
+    decision = decide(
+        POLICY, WaitForTurn(retry_after=retry_after), attempt, NOW, random.Random(seed)
+    )
+    assert isinstance(decision, Retry)
+    assert not decision.uses_attempt
+    # not before the turn comes (unless that is past the cap), never past the cap
+    assert min(retry_after, 60) <= decision.delay_seconds <= 60
+    assert decision.at == NOW + timedelta(seconds=decision.delay_seconds)
+
+
+def test_a_failure_uses_its_attempt() -> None:
+    decision = decide(POLICY, TransientError("timeout"), 1, NOW)
+    assert isinstance(decision, Retry)
+    assert decision.uses_attempt

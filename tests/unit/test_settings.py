@@ -20,6 +20,34 @@ def test_defaults_are_the_embedded_postgres_and_redis_of_the_data_dir(
     assert settings.celery_broker_url == f"redis+socket://{run}/redis.sock"
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, "redis+unix://{run}/redis.sock"),  # the embedded Redis, the broker's
+        ({"broker_url": "redis://r:6379/2"}, "redis://r:6379/2"),
+        ({"broker_url": "rediss://:pw@r:6380/0"}, "rediss://:pw@r:6380/0"),
+        ({"broker_url": "redis+socket:///tmp/r.sock"}, "redis+unix:///tmp/r.sock"),
+        ({"broker_url": "amqp://g:g@rabbit//"}, "redis+unix://{run}/redis.sock"),
+        ({"broker_url": "amqp://g:g@rabbit//", "redis_url": "redis://r/1"}, "redis://r/1"),
+        ({"broker_url": "redis://b/0", "redis_url": "redis://r/1"}, "redis://r/1"),
+        ({"redis_url": "unix:///var/run/r.sock"}, "redis+unix:///var/run/r.sock"),
+        ({"redis_url": "redis+unix:///var/run/r.sock"}, "redis+unix:///var/run/r.sock"),
+    ],
+)
+def test_rate_limits_live_in_the_redis_url_else_the_redis_broker_else_the_embedded_one(
+    tmp_path: Path, values: dict[str, str], expected: str
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, **values)
+    run = tmp_path.resolve() / "run"
+    expected = expected.format(run=run)
+    assert settings.rate_limit_redis_url == expected
+    # the embedded Redis runs exactly when the broker or the rate limits need it
+    embedded_broker = not values.get("broker_url")
+    assert settings.embedded_redis == (
+        embedded_broker or expected.startswith(f"redis+unix://{run}")
+    )
+
+
 def test_a_data_dir_too_deep_for_a_socket_gets_a_short_socket_dir(tmp_path: Path) -> None:
     deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5)
     settings = Settings(_env_file=None, data_dir=deep)
@@ -42,6 +70,8 @@ def test_postgres_urls_use_psycopg() -> None:
         ("METERBRIDGE_DATABASE_URL", "sqlite:///x.db"),
         ("METERBRIDGE_BROKER_URL", "sqs://"),
         ("METERBRIDGE_BROKER_URL", "filesystem://"),
+        ("METERBRIDGE_REDIS_URL", "amqp://rabbit//"),
+        ("METERBRIDGE_REDIS_URL", "memcached://m:11211"),
         ("METERBRIDGE_SMTP_URL", "http://mail"),
         ("METERBRIDGE_RECEIVER_PORT", "eighty"),
         ("METERBRIDGE_RETRY_MAX_ATTEMPTS", "0"),

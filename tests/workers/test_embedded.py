@@ -98,3 +98,29 @@ def test_a_socket_dir_another_user_made_first_is_refused(
         assert not (settings.data_dir / "postgres").exists()
     finally:
         settings.socket_dir.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("urls", "embedded"),
+    [
+        ({}, {"postgres", "redis"}),
+        ({"database_url": "postgresql://db/mb", "broker_url": "redis://r/0"}, set()),
+        # RabbitMQ queues the work; the rate limits still need a Redis: the data dir's
+        ({"database_url": "postgresql://db/mb", "broker_url": "amqp://rabbit//"}, {"redis"}),
+        (
+            {
+                "database_url": "postgresql://db/mb",
+                "broker_url": "amqp://rabbit//",
+                "redis_url": "redis://r/1",
+            },
+            set(),
+        ),
+    ],
+)
+def test_what_is_embedded_follows_the_urls(
+    tmp_path: Path, urls: dict[str, str], embedded: set[str]
+) -> None:
+    servers = EmbeddedServers(Settings(_env_file=None, data_dir=tmp_path, **urls))
+    running = {"postgres"} if servers.postgres else set()
+    assert running | ({"redis"} if servers.redis else set()) == embedded
+    assert servers.needed == bool(embedded)

@@ -43,7 +43,7 @@ class EmbeddedServers:
         )
         self.redis = (
             EmbeddedRedis(data_dir / "redis", settings.socket_dir / REDIS_SOCKET_NAME)
-            if settings.embedded_broker
+            if settings.embedded_redis  # the broker, or the store of the rate limits
             else None
         )
 
