@@ -66,10 +66,15 @@ def _settle(task: Task, event_id: str, outcome: Outcome) -> str:
             log.info("event.done", status=str(status), attempt=attempt)
             metrics.events_processed.labels(str(status)).inc()
             return str(status)
-        case Failed(Retry(delay_seconds=delay), attempt, error, countdown):
-            metrics.events_retried.inc()
-            log.warning(
-                "event.retry",
+        case Failed(
+            Retry(delay_seconds=delay, uses_attempt=uses_attempt), attempt, error, countdown
+        ):
+            # Waiting for a shared rate limit's turn is not a failure: logged as a wait,
+            # not counted among retries.
+            if uses_attempt:
+                metrics.events_retried.inc()
+            (log.warning if uses_attempt else log.info)(
+                "event.retry" if uses_attempt else "event.waiting",
                 attempt=attempt,
                 error=type(error).__name__,
                 delay=round(delay, 3),

@@ -12,6 +12,7 @@ import pytest
 from domain.events import EventStatus
 from tests.conftest import REQUIRE_ALL
 from tests.integration.test_pipeline import attempts_of, effects_of, wait_final
+from tests.support.embedded import processes_using
 from tests.support.environment import make_env
 from tests.support.processes import Stack
 from tests.support.webhooks import new_source, send
@@ -37,10 +38,12 @@ def rabbit_stack(tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
-        # The data dir's Redis holds the rate limits (RabbitMQ is no Redis); the receiver,
-        # stopped by SIGTERM, exits without detaching, so stop it here.
+        # The data dir's Redis holds the rate limits (RabbitMQ is no Redis): the last of
+        # receiver, worker and beat to stop (each by SIGTERM) stops it.
+        left = processes_using(env.settings.data_dir)
         EmbeddedServers(env.settings).stop()
         env.close()
+    assert left == [], f"stopped processes left the embedded servers running: {left}"
 
 
 def test_events_are_processed_and_retried_over_rabbitmq(rabbit_stack: Stack) -> None:

@@ -84,6 +84,9 @@ def receiver(
     config.ensure_dirs()
     migrated_engine(config).dispose()
     _ensure_descriptors(config.receiver_max_connections)
+    # uvicorn raises SIGTERM again once it has shut down; with the default action that
+    # would end the process before its exit hooks detach it from the embedded servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "receiver.app:create_app",
         factory=True,
