@@ -11,8 +11,8 @@ from domain.accounts import create_account
 from domain.bills import LineItem, generate_bill
 from domain.db import transaction
 from domain.events import Event, EventStatus
-from domain.integrations.enable import enable_and_release
 from domain.integrations.configs import IntegrationConfig, get_config
+from domain.integrations.enable import enable_and_release
 from domain.integrations.runs import RUN_REQUESTED, IntegrationRun, RunStatus
 from domain.organisations import DEFAULT_ORG_ID
 from tests.domain import factories
