@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from domain.destinations.chargebee import CHARGEBEE
+from domain.destinations.paddle import PADDLE
 from domain.destinations.spec import DestinationOptions, DestinationSpec
 from domain.errors import InvalidInput
 from domain.integrations.errors import ConfigInvalid
 
-DESTINATIONS: dict[str, DestinationSpec] = {spec.name: spec for spec in (CHARGEBEE,)}
+DESTINATIONS: dict[str, DestinationSpec] = {spec.name: spec for spec in (CHARGEBEE, PADDLE)}
 
 
 def destination(name: str) -> DestinationSpec:

@@ -9,9 +9,11 @@ site, so every query for the lines on a document carries all three (``_on_invoic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Engine
-from sqlmodel import col, delete, select
+from sqlmodel import col, delete, select, update
 
 from domain.db import transaction
 from domain.destinations.spec import RemoteItem
@@ -128,4 +130,60 @@ def record_created(
                     line_item_id=line_id,
                     form=item.form(),
                 )
+            )
+
+
+def lines_of_bill(engine: Engine, prepared: Prepared) -> list[RemoteLine]:
+    """Every line this run's (config, bill) recorded, on any document of the run's site:
+    for destinations whose documents cannot be taken back (Paddle's one-time charges), what
+    went out for a bill counts wherever it went."""
+    with transaction(engine) as session:
+        statement = select(RemoteLine).where(
+            col(RemoteLine.org_id) == prepared.org_id,
+            col(RemoteLine.site) == prepared.site,
+            col(RemoteLine.config_id) == prepared.config_id,
+            col(RemoteLine.bill_id) == prepared.bill_id,
+        )
+        return list(session.exec(statement.order_by(col(RemoteLine.id))))
+
+
+def begin_write(
+    engine: Engine,
+    prepared: Prepared,
+    document_id: str,
+    items: Sequence[tuple[RemoteItem, dict[str, str]]],
+    key: str,
+) -> list[RemoteLine]:
+    """Record, in one transaction, items about to go out in one call that writes them all
+    (each ``adding``, with ``key`` naming the call and the form that is sent for it)."""
+    with transaction(engine) as session:
+        lines = [
+            RemoteLine(
+                org_id=prepared.org_id,
+                config_id=prepared.config_id,
+                bill_id=prepared.bill_id,
+                destination=prepared.destination,
+                credential_id=prepared.credential_id,
+                site=prepared.site,
+                invoice_id=document_id,
+                run_id=prepared.run_id,
+                item_key=item.key,
+                item_price_id=item.item_price_id,
+                fingerprint=item.fingerprint,
+                idempotency_key=key[:100],
+                form=form,
+            )
+            for item, form in items
+        ]
+        session.add_all(lines)
+    return lines
+
+
+def finish_write(engine: Engine, lines: Sequence[RemoteLine]) -> None:
+    """The call that wrote ``lines`` was answered (or found to have landed): ``added``."""
+    if lines:
+        with transaction(engine) as session:
+            ids = [line.id for line in lines]
+            session.exec(
+                update(RemoteLine).where(col(RemoteLine.id).in_(ids)).values(state=LineState.ADDED)
             )

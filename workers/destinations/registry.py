@@ -18,6 +18,7 @@ from domain.integrations.runs import Prepared, RunResult
 from domain.integrations.sync import BillSync
 from domain.settings import Settings
 from workers.destinations.chargebee import sync as chargebee
+from workers.destinations.paddle import sync as paddle
 
 
 class Performer(Protocol):
@@ -28,4 +29,5 @@ class Performer(Protocol):
 
 PERFORMERS: dict[str, Performer] = {
     "chargebee": chargebee.perform,
+    "paddle": paddle.perform,
 }

@@ -4,7 +4,9 @@ Pieces and the price choice are shared (``domain.destinations.pieces``, ``.prici
 Paddle quantities are whole numbers and amounts are strings of minor units, so a piece
 goes:
 
-1. at its catalog price (``price_id``) when one applies and its quantity is whole;
+1. at its catalog price (``price_id``) when one applies and its quantity is whole (the
+   performer sends it as a copy of that price, which can carry ``custom_data``: see
+   ``workers.destinations.paddle.sync``);
 2. else at a non-catalog price of its product (``default_product_id``): its unit price
    times its quantity when both are exact in minor units and whole, else quantity 1 at
    its subtotal with the usage quantity in the description, so the total is always the

@@ -1,7 +1,10 @@
 """A small Paddle Billing API client over httpx: JSON bodies, ``Authorization: Bearer``
 with the API key, ``Paddle-Version: 1``, and errors turned into meterbridge's types:
 
-- 429 and 5xx, timeouts, connection failures, and 409 ``subscription_locked_*`` (a
+- 429 → ``TooManyRequests`` (a ``TransientError`` with ``Retry-After`` and Paddle's code,
+  which says whose limit it was: the client address's or the subscription's immediate
+  charges);
+- 5xx, timeouts, connection failures, and 409 ``subscription_locked_*`` (a
   subscription is locked for changes in the 30 minutes before it renews) →
   ``TransientError`` (with ``Retry-After``);
 - 401 and 403 → ``AuthenticationFailed`` (Paddle answers 403 for a missing, malformed,
@@ -67,6 +70,20 @@ CHARGE = "POST /subscriptions/{id}/charge"
 TRANSACTIONS = "GET /transactions"
 TRANSACTION = "GET /transactions/{id}"
 PRICE = "GET /prices/{id}"
+
+
+class TooManyRequests(TransientError):
+    """429: over Paddle's limit for the client address (``too_many_requests``) or for the
+    subscription's immediate charges (``subscription_immediate_charge_*``)."""
+
+    def __init__(self, message: str, *, retry_after: float | None, code: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.code = code
+
+    @property
+    def per_subscription(self) -> bool:
+        """The subscription's limit on immediate charges, not the client's on requests."""
+        return self.code in CHARGE_LIMITS
 
 
 # --- what goes out --------------------------------------------------------------------
@@ -150,6 +167,7 @@ class Price:
     currency_code: str
     custom_data: dict[str, Any] | None
     recurring: bool
+    tax_mode: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Price:
@@ -164,6 +182,7 @@ class Price:
             currency_code=unit.get("currency_code", ""),
             custom_data=data.get("custom_data"),
             recurring=data.get("billing_cycle") is not None,
+            tax_mode=data.get("tax_mode"),
         )
 
 
@@ -429,8 +448,12 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     if request_id:
         message += f" [request {request_id}]"
     retry_after = _retry_after(response)
-    if status == 429 or status >= 500:
-        return TransientError(message, retry_after=retry_after or CHARGE_LIMITS.get(code))
+    if status == 429:
+        return TooManyRequests(
+            message, retry_after=retry_after or CHARGE_LIMITS.get(code), code=code
+        )
+    if status >= 500:
+        return TransientError(message, retry_after=retry_after)
     if status == 409 and code in LOCKED:
         return TransientError(message, retry_after=retry_after or LOCKED_RETRY_SECONDS)
     if status in (401, 403):
