@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domain.destinations.registry import DESTINATIONS
+from domain.ratelimits import Limit
 from receiver.app import create_app
 from tests.receiver.test_admin_api import Org
 from tests.support.environment import Environment
@@ -23,6 +24,12 @@ def orgs(env: Environment) -> Iterator[tuple[Org, Org]]:
 
 def test_every_destination_has_a_performer_and_every_performer_a_destination() -> None:
     assert set(DESTINATIONS) == set(PERFORMERS)
+
+
+def test_every_declared_limit_is_a_rate_the_limiter_reads() -> None:
+    for spec in DESTINATIONS.values():
+        for limit in spec.limits.values():
+            Limit.parse(limit)
 
 
 def test_destinations_are_listed_with_the_json_schemas_of_their_options_and_credential(

@@ -37,7 +37,7 @@ PADDLE = DestinationSpec(
     items=paddle_items,
     target=subscription_target,
     sends_before_approval=False,
-    limits={"requests": "240/minute per client", "immediate charges": "20/hour per subscription"},
+    limits={"requests": "240/minute", "immediate charges per subscription": "20/hour"},
 )
 
 __all__ = ["PADDLE", "EffectiveFrom", "PaddleConfig", "PaddleCredential"]
