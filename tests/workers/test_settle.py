@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from structlog.testing import capture_logs
 
+from domain import routing
 from domain.errors import TransientError, WaitForTurn
 from domain.processing import Failed
 from domain.retry import Retry
@@ -28,7 +29,7 @@ def test_a_wait_for_a_turn_is_logged_as_a_wait_and_not_counted_as_a_retry(
     retry: Retry, error: BaseException, logged: str, counted: int
 ) -> None:
     before = metrics.events_retried._value.get()
-    task = SimpleNamespace(name="meterbridge.process_event")
+    task = SimpleNamespace(name=routing.PROCESS_EVENT_TASK)
     with capture_logs() as logs:
         assert _settle(task, "evt_1", Failed(retry, 2, error, countdown=False)) == "retrying"  # type: ignore[arg-type]
     assert [entry["event"] for entry in logs] == [logged]
