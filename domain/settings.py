@@ -109,6 +109,7 @@ class Settings(BaseSettings):
         "https://{site}.chargebee.com/api/v2",
         description="Where a Chargebee site's API lives; {site} comes from the credential.",
     )
+    stripe_api_base: str = Field("https://api.stripe.com", description="Where Stripe's API lives.")
     paddle_api_base: str = Field(
         "https://api.paddle.com", description="Paddle Billing's API, for live API keys."
     )

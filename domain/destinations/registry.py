@@ -11,10 +11,11 @@ from pydantic import ValidationError
 from domain.destinations.chargebee import CHARGEBEE
 from domain.destinations.paddle import PADDLE
 from domain.destinations.spec import DestinationOptions, DestinationSpec
+from domain.destinations.stripe import STRIPE
 from domain.errors import InvalidInput
 from domain.integrations.errors import ConfigInvalid
 
-DESTINATIONS: dict[str, DestinationSpec] = {spec.name: spec for spec in (CHARGEBEE, PADDLE)}
+DESTINATIONS: dict[str, DestinationSpec] = {spec.name: spec for spec in (CHARGEBEE, PADDLE, STRIPE)}
 
 
 def destination(name: str) -> DestinationSpec:

@@ -94,6 +94,18 @@ def customer_target(
     return customer
 
 
+#: Further remote objects a run needs besides its target, by name (Stripe's
+#: ``subscription``), found with the run's mappings and the destination's options; raises
+#: ``MissingAccountMapping`` when one the options ask for has no mapping.
+RelatedFor = Callable[["DestinationSpec", Lookup, BillOwner, EntityConfig, Any], Mapping[str, str]]
+
+
+def nothing_related(
+    spec: DestinationSpec, lookup: Lookup, owner: BillOwner, entity: EntityConfig, options: Any
+) -> Mapping[str, str]:
+    return {}
+
+
 @dataclass(frozen=True)
 class DestinationSpec:
     name: str
@@ -104,6 +116,7 @@ class DestinationSpec:
     product_table: str
     items: ItemsFor
     target: TargetFor = customer_target
+    related: RelatedFor = nothing_related
     #: False: bills go out on approval only, whatever ``only_send_on_approval`` says.
     sends_before_approval: bool = True
     #: Default rate limits, e.g. ``{"requests": "25/second"}``; a credential may set its own.

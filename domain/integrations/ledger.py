@@ -85,6 +85,17 @@ def finish_add(engine: Engine, line_row_id: int, line_item_id: str) -> None:
         session.add(line)
 
 
+def rekey(engine: Engine, line_row_id: int, idempotency_key: str) -> None:
+    """The key a line's next send carries, recorded before that send: for a destination
+    that keeps a failed answer under the old key (a Stripe 500) once the run has made sure
+    the failed send left nothing behind."""
+    with transaction(engine) as session:
+        line = session.get(RemoteLine, line_row_id)
+        assert line is not None
+        line.idempotency_key = idempotency_key
+        session.add(line)
+
+
 def forget(engine: Engine, rows: list[RemoteLine]) -> None:
     if rows:
         with transaction(engine) as session:

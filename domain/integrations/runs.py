@@ -14,8 +14,8 @@ logs the error event its error class names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
@@ -188,6 +188,8 @@ class Prepared:
     options: DestinationOptions
     currency: str
     items: Sequence[RemoteItem]
+    #: Other remote objects the run needs, by name (``DestinationSpec.related``).
+    related: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def api_key(self) -> str:
@@ -231,6 +233,7 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         product_prices,
     )
     fields = open_credential(box, credential)
+    owner = _owner(session, account, bill)
     return Prepared(
         run_id=run.id,
         org_id=run.org_id,
@@ -239,13 +242,14 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         bill_version=bill.version,
         trigger=run.trigger,
         destination=spec.name,
-        customer_id=spec.target(spec, lookup, _owner(session, account, bill), entity),
+        customer_id=spec.target(spec, lookup, owner, entity),
         credential_id=credential.id,
         site=spec.scope(fields),
         credential=fields,
         options=options,
         currency=bill.currency,
         items=items,
+        related=spec.related(spec, lookup, owner, entity, options),
     )
 
 

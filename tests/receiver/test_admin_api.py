@@ -162,7 +162,7 @@ def test_another_organisations_objects_are_404_and_never_listed(orgs: tuple[Org,
         ),
         (
             "/api/v1/integrations",
-            {"name": "x", "destination": "stripe"},
+            {"name": "x", "destination": "netsuite"},
             "body.destination",
             "not available yet",
         ),

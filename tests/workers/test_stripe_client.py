@@ -23,7 +23,9 @@ from workers.destinations.stripe.client import (
     ByAmount,
     ByPrice,
     ByUnitAmount,
+    KeptFailure,
     Pricing,
+    RateLimited,
     StripeClient,
     StripeRefused,
     encode,
@@ -572,3 +574,44 @@ def test_the_fake_measures_the_busiest_second() -> None:
     assert fake.peak_rate("GET /v1/x") == 4  # 0.2, 0.9, 1.0, 1.1: within [0.2, 1.2)
     assert fake.peak_rate() == 5  # and the POST at 0.5
     assert fake.peak_rate("GET /v1/x", window=0.5) == 3  # 0.9, 1.0, 1.1
+
+
+def test_a_429_and_a_500_stripe_keeps_have_types_of_their_own(
+    fake: FakeStripe, customer: str
+) -> None:
+    """A 429 is ``RateLimited`` (the limiter pushes the credential back); a 500 Stripe keeps
+    under the key, first answered or replayed, is ``KeptFailure`` (only a new key can
+    succeed); a plain 500 is neither."""
+    with client(fake) as cb:
+        fake.fail_next(1, "429", retry_after=2)
+        with pytest.raises(RateLimited) as limited:
+            cb.list_invoices(customer=customer)
+        assert limited.value.retry_after == 2
+        fake.fail_next(1, "500")
+        with pytest.raises(TransientError) as plain:
+            draft(cb, customer, f"{customer}:plain")
+        assert not isinstance(plain.value, KeptFailure | RateLimited)
+        fake.fail_next(1, "500_saved")
+        for _ in range(2):  # the answer, then Stripe's replay of it
+            with pytest.raises(KeptFailure):
+                draft(cb, customer, f"{customer}:kept")
+        assert draft(cb, customer, f"{customer}:kept#1")  # a new key succeeds
+
+
+def test_client_reads_one_invoice_item_and_none_once_it_is_gone(
+    fake: FakeStripe, customer: str
+) -> None:
+    with client(fake) as cb:
+        item = cb.create_invoice_item(
+            key=f"{customer}:1",
+            customer=customer,
+            currency="usd",
+            description="usage",
+            pricing=ByAmount(100),
+            metadata={"meterbridge_line": "7"},
+        )
+        read = cb.invoice_item(item.id)
+        assert read is not None
+        assert (read.id, read.pending, read.metadata) == (item.id, True, {"meterbridge_line": "7"})
+        assert cb.delete_invoice_item(item.id, key=f"{customer}:1:delete")
+        assert cb.invoice_item(item.id) is None

@@ -19,6 +19,7 @@ from domain.integrations.sync import BillSync
 from domain.settings import Settings
 from workers.destinations.chargebee import sync as chargebee
 from workers.destinations.paddle import sync as paddle
+from workers.destinations.stripe import sync as stripe
 
 
 class Performer(Protocol):
@@ -30,4 +31,5 @@ class Performer(Protocol):
 PERFORMERS: dict[str, Performer] = {
     "chargebee": chargebee.perform,
     "paddle": paddle.perform,
+    "stripe": stripe.perform,
 }

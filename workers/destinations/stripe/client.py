@@ -8,8 +8,10 @@ items), over httpx:
   under its key for at least 24 hours; GET and DELETE ignore keys, so a DELETE that finds
   nothing says so instead of failing);
 - errors turned into meterbridge's types: 429, 409, 5xx, timeouts and connection failures →
-  ``TransientError`` (with ``Retry-After``); 401 and 403 → ``AuthenticationFailed``; any
-  other 4xx → ``StripeRefused`` (a ``PerformFailed``) carrying Stripe's ``error.message``;
+  ``TransientError`` (with ``Retry-After``; a 429 is its ``RateLimited``, a 5xx that Stripe
+  keeps under the idempotency key its ``KeptFailure``); 401 and 403 →
+  ``AuthenticationFailed``; any other 4xx → ``StripeRefused`` (a ``PerformFailed``)
+  carrying Stripe's ``error.message``;
 - ``before_request(endpoint)`` runs before every request, each page of a list included, with
   the endpoint's key (``"POST /v1/invoiceitems"``, ``"DELETE /v1/invoiceitems/{id}"``): the
   seam for a rate limiter shared by the workers. It may wait, or raise to give up the turn.
@@ -45,6 +47,17 @@ _PAGE = 100  # the largest page Stripe lists
 
 CollectionMethod = Literal["charge_automatically", "send_invoice"]
 InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
+
+
+class RateLimited(TransientError):
+    """429: over one of Stripe's rate limits (the account's or the endpoint's)."""
+
+
+class KeptFailure(TransientError):
+    """A 5xx that Stripe keeps under the request's idempotency key (``Stripe-Should-Retry:
+    false``, or a replay of a kept answer): sending the same key again answers the same for
+    as long as Stripe keeps it (24 hours or more). Only a new key can succeed, once the
+    caller has made sure that the first request left nothing behind."""
 
 
 class StripeRefused(PerformFailed):
@@ -394,6 +407,16 @@ class StripeClient:
         query = {"customer": customer, "invoice": invoice, "pending": pending}
         return [InvoiceItem.from_json(data) for data in self._list("/v1/invoiceitems", query)]
 
+    def invoice_item(self, item_id: str) -> InvoiceItem | None:
+        """The invoice item; None when it no longer exists."""
+        try:
+            data = self._request("GET", f"/v1/invoiceitems/{item_id}", "/v1/invoiceitems/{id}")
+        except StripeRefused as refused:
+            if refused.status == 404 and refused.code == "resource_missing":
+                return None
+            raise
+        return InvoiceItem.from_json(data)
+
     def delete_invoice_item(self, item_id: str, *, key: str) -> bool:
         """True when this call deleted the item, False when it was already gone (a DELETE
         whose answer was lost is not replayed by Stripe: the retry finds nothing). Stripe
@@ -477,9 +500,15 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     code = error.get("code")
     detail = error.get("message") or response.reason_phrase
     message = f"Stripe {status} {code or error.get('type') or ''} on {method} {path}: {detail}"
-    if status in (409, 429) or status >= 500:
-        if response.headers.get("stripe-should-retry") == "false":
-            message += " (Stripe keeps this answer for this idempotency key)"
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after(response))
+    if status >= 500 and (
+        response.headers.get("stripe-should-retry") == "false"
+        or response.headers.get("idempotent-replayed") == "true"
+    ):
+        message += " (Stripe keeps this answer for this idempotency key)"
+        return KeptFailure(message, retry_after=_retry_after(response))
+    if status == 409 or status >= 500:
         return TransientError(message, retry_after=_retry_after(response))
     if status in (401, 403):
         return AuthenticationFailed(message)
