@@ -17,6 +17,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
+from workers.destinations.http import retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -152,15 +153,7 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     detail = body.get("message", "")
     message = f"Chargebee {status} {code} on {method} {path}: {detail}".strip()
     if status == 429 or status >= 500:
-        return TransientError(message, retry_after=_retry_after(response))
+        return TransientError(message, retry_after=retry_after(response))
     if status in (401, 403):
         return AuthenticationFailed(message)
     return PerformFailed(message)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -44,6 +44,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
+from workers.destinations.http import retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -447,23 +448,13 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
         message += f" ({fields})"
     if request_id:
         message += f" [request {request_id}]"
-    retry_after = _retry_after(response)
+    wait = retry_after(response)
     if status == 429:
-        return TooManyRequests(
-            message, retry_after=retry_after or CHARGE_LIMITS.get(code), code=code
-        )
+        return TooManyRequests(message, retry_after=wait or CHARGE_LIMITS.get(code), code=code)
     if status >= 500:
-        return TransientError(message, retry_after=retry_after)
+        return TransientError(message, retry_after=wait)
     if status == 409 and code in LOCKED:
-        return TransientError(message, retry_after=retry_after or LOCKED_RETRY_SECONDS)
+        return TransientError(message, retry_after=wait or LOCKED_RETRY_SECONDS)
     if status in (401, 403):
         return AuthenticationFailed(message)
     return PerformFailed(message)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -38,6 +36,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
+from workers.destinations.http import retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -501,33 +500,15 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     detail = error.get("message") or response.reason_phrase
     message = f"Stripe {status} {code or error.get('type') or ''} on {method} {path}: {detail}"
     if status == 429:
-        return RateLimited(message, retry_after=_retry_after(response))
+        return RateLimited(message, retry_after=retry_after(response))
     if status >= 500 and (
         response.headers.get("stripe-should-retry") == "false"
         or response.headers.get("idempotent-replayed") == "true"
     ):
         message += " (Stripe keeps this answer for this idempotency key)"
-        return KeptFailure(message, retry_after=_retry_after(response))
+        return KeptFailure(message, retry_after=retry_after(response))
     if status == 409 or status >= 500:
-        return TransientError(message, retry_after=_retry_after(response))
+        return TransientError(message, retry_after=retry_after(response))
     if status in (401, 403):
         return AuthenticationFailed(message)
     return StripeRefused(message, status=status, code=code)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds, given as a number or as an HTTP date."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
