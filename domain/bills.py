@@ -24,6 +24,7 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from domain.eventlog import append_internal
 from domain.events import Event
 from domain.ids import new_id
+from domain.money import plain
 from domain.scoping import add_unique
 
 
@@ -188,8 +189,27 @@ def approve_bill(session: Session, org_id: str, bill_id: str) -> tuple[Bill, Eve
     )
 
 
+def bill_total(bill: Bill) -> Decimal | None:
+    """The sum of the lines' subtotals; None when a line leaves its price to the
+    destination (no subtotal), so the total is not known here."""
+    subtotals = [line.subtotal for line in bill.lines()]
+    if any(subtotal is None for subtotal in subtotals):
+        return None
+    return sum((subtotal for subtotal in subtotals if subtotal is not None), Decimal(0))
+
+
 def _bill_event(bill: Bill) -> dict[str, Any]:
-    return {"bill_id": bill.id, "account_id": bill.account_id, "version": bill.version}
+    """The payload of ``bill.generated`` and ``bill.approved`` (``catalogue.BillFields``)."""
+    total = bill_total(bill)
+    return {
+        "bill_id": bill.id,
+        "account_id": bill.account_id,
+        "version": bill.version,
+        "currency": bill.currency,
+        "period_start": bill.period_start.isoformat(),
+        "period_end": bill.period_end.isoformat(),
+        "total": None if total is None else plain(total),
+    }
 
 
 def get_bill(session: Session, org_id: str, bill_id: str, *, for_update: bool = False) -> Bill:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import operator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.expressions import MAX_DEPTH, MAX_LENGTH, ExpressionError, evaluate, parse
+from domain.expressions import MAX_DEPTH, MAX_LENGTH, ExpressionError, check, evaluate, parse
+from domain.money import plain
 
 ACCOUNT = {
     "id": "acc_1",
@@ -205,3 +208,218 @@ def test_arbitrary_deep_nesting_only_ever_raises_the_typed_error(
 def test_odd_numbers_in_the_account_never_raise(value: float, operator: str) -> None:
     account = {**ACCOUNT, "custom_fields": {"n": value}}
     assert evaluate(parse(f"custom_fields.n {operator} 1"), account) in (True, False)
+
+
+# --- calculations: the same language over an event's fields, typed by its schema -----------
+
+#: An event's schema as the catalogue writes one: money as decimal text, a nullable field,
+#: a nested model behind a $ref, a free-form object and a list.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "total": {"type": "string", "format": "decimal"},
+        "amount": {"anyOf": [{"type": "string", "format": "decimal"}, {"type": "null"}]},
+        "version": {"type": "integer"},
+        "currency": {"type": "string"},
+        "paid": {"type": "boolean"},
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "plan": {"$ref": "#/$defs/Plan"},
+        "custom_fields": {"type": "object", "additionalProperties": True},
+        "lines": {"type": "array", "items": {"type": "object"}},
+        "status": {"enum": ["open", "closed"]},
+    },
+    "$defs": {
+        "Plan": {
+            "type": "object",
+            "properties": {"tier": {"type": "string"}, "seats": {"type": "integer"}},
+            "additionalProperties": False,
+        }
+    },
+}
+EVENT = {
+    "total": "5000.25",
+    "amount": "999.5",
+    "version": 3,
+    "currency": "USD",
+    "paid": False,
+    "note": None,
+    "plan": {"tier": "gold", "seats": 12},
+    "custom_fields": {"region": "EU", "seats": 4},
+    "lines": [],
+    "status": "open",
+}
+
+
+def test_the_products_example_over_bill_approved() -> None:
+    from domain.catalogue import CATALOGUE
+
+    rule = check('total >= 5000 AND currency == "USD"', CATALOGUE["bill.approved"].schema)
+
+    assert evaluate(rule, {"total": "5000.00", "currency": "USD"}) is True
+    assert evaluate(rule, {"total": "4999.99", "currency": "USD"}) is False
+    assert evaluate(rule, {"total": "12000", "currency": "EUR"}) is False
+    assert evaluate(rule, {"total": None, "currency": "USD"}) is False  # unknown total
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("total >= 5000", True),
+        ("total > 5000.25", False),
+        ("total = 5000.250", True),  # as decimals, not as text
+        ("total > amount", True),  # two decimal texts: "5000.25" < "999.5" as text
+        ("amount < 1000 AND version >= 3", True),
+        ('currency = "USD" AND NOT paid', True),
+        ("paid = false OR total < 0", True),
+        ("note = null AND amount != null", True),
+        ('plan.tier == "gold" AND plan.seats > 10', True),
+        ('custom_fields.region = "EU" AND custom_fields.seats < plan.seats', True),
+        ("custom_fields.missing = null", True),
+        ('status = "open"', True),
+        ("(total > 1) = true", True),
+        ("NOT (total < 1 OR version = 1)", True),
+    ],
+)
+def test_a_checked_calculation_evaluates_over_the_event(expression: str, expected: bool) -> None:
+    assert evaluate(check(expression, SCHEMA), EVENT) is expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "position", "reason"),
+    [
+        ("totl > 1", 0, "unknown field 'totl'"),
+        ("code = 'x'", 0, "unknown field 'code'"),  # the account's fields are not an event's
+        ('total >= "5000"', 9, "'total' is a number but '5000' is text"),
+        ("currency > 3", 11, "'currency' is text but 3 is a number"),
+        ("version = true", 10, "cannot be compared"),
+        ("total > amount AND plan.tier = 1", 31, "'plan.tier' is text but 1 is a number"),
+        ("plan.tier.x = 1", 10, "unknown field 'plan.tier.x'"),
+        ("plan.colour = 'red'", 5, "unknown field 'plan.colour'"),
+        ("plan = 1", 0, "'plan' is an object: compare one of its fields"),
+        ("lines != null", 0, "'lines' is a list"),
+        ("paid < true", 0, "only numbers and text can be compared with '<'"),
+        ("version > null", 10, "only numbers and text"),
+        ("total", 0, "'total' is a number, not a condition"),
+        ("NOT amount", 4, "'amount' is null or a number, not a condition"),
+        ("total > 1 AND 5", 14, "5 is a number, not a condition"),
+        ('currency = "USD" OR "EUR"', 20, "'EUR' is text, not a condition"),
+        ("status = 1", 9, "'status' is text but 1 is a number"),
+        ("total >", 7, "end of expression"),  # the parser's own errors come through
+    ],
+)
+def test_check_reports_a_wrong_calculation_at_the_offending_token(
+    expression: str, position: int, reason: str
+) -> None:
+    with pytest.raises(ExpressionError) as raised:
+        check(expression, SCHEMA)
+    assert (raised.value.position, reason in raised.value.reason) == (position, True), raised.value
+
+
+def test_check_takes_a_parsed_node_too() -> None:
+    node = parse("total > 1 AND missing = 2", fields=frozenset({"total", "missing"}))
+    with pytest.raises(ExpressionError) as raised:
+        check(node, SCHEMA)
+    assert (raised.value.position, raised.value.reason) == (14, "unknown field 'missing'")
+
+
+def test_the_root_fields_are_a_parameter_and_the_filter_keeps_its_own() -> None:
+    fields = frozenset({"total"})
+    assert evaluate(parse("total = 1", fields=fields), {"total": 1}) is True
+    with pytest.raises(ExpressionError) as raised:
+        parse("code = 'ACME'", fields=fields)
+    assert raised.value.reason.startswith("unknown field 'code' (fields: total;")
+    assert evaluate(parse("code = 'ACME'"), ACCOUNT) is True  # FIELDS by default
+    with pytest.raises(ExpressionError):
+        parse("total = 1")
+
+
+DECIMALS = st.decimals(
+    min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=4, allow_nan=False
+)
+OPERATORS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@given(DECIMALS, DECIMALS, st.sampled_from(sorted(OPERATORS)))
+def test_decimal_comparisons_agree_with_pythons_decimal(
+    left: Decimal, right: Decimal, symbol: str
+) -> None:
+    expected = OPERATORS[symbol](left, right)
+    event = {"total": plain(left), "amount": plain(right)}
+    # a decimal field against a literal, against a JSON number, and against another field
+    assert evaluate(check(f"total {symbol} {plain(right)}", SCHEMA), event) is expected
+    assert evaluate(check(f"version {symbol} {plain(right)}", SCHEMA), {"version": left}) is (
+        expected
+    )
+    assert evaluate(check(f"total {symbol} amount", SCHEMA), event) is expected
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | DECIMALS.map(plain),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+CALCULATION_PIECES = st.sampled_from(
+    [
+        "(",
+        ")",
+        "NOT ",
+        " AND ",
+        " OR ",
+        "total",
+        "amount",
+        "version",
+        "currency",
+        "paid",
+        "plan",
+        ".",
+        "tier",
+        "custom_fields.x",
+        " = ",
+        " != ",
+        " < ",
+        " >= ",
+        "'x'",
+        "12",
+        "-3.5",
+        "true",
+        "null",
+        "lines",
+    ]
+)
+
+
+def _checked_or_refused(text: str) -> Any:
+    try:
+        return check(text, SCHEMA)
+    except ExpressionError as refused:
+        return refused
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(CALCULATION_PIECES, max_size=60).map("".join),
+    st.dictionaries(st.sampled_from(sorted(SCHEMA["properties"])), JSON_VALUES),
+)
+def test_check_only_ever_raises_the_typed_error_and_what_passes_evaluates(
+    text: str, event: dict[str, Any]
+) -> None:
+    outcome = _checked_or_refused(text)
+    if isinstance(outcome, ExpressionError):
+        assert 0 <= outcome.position <= len(text)
+        return
+    node = outcome
+    # whatever the payload holds (a wrong type, a missing field), the answer is a boolean
+    assert evaluate(node, event) in (True, False)
+    assert evaluate(node, EVENT) in (True, False)
