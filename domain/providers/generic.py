@@ -32,8 +32,14 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
+def generate_secret() -> str:
+    """A new ``whsec_`` secret: 24 random bytes, base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value a sender computes; used by tests and examples."""
+    """The ``webhook-signature`` value a sender computes with one secret (outbound
+    webhooks sign with it: ``domain/webhooks/signing.py``)."""
     # surrogatepass: an id that is not valid Unicode still signs (and then fails to match)
     content = f"{msg_id}.{timestamp}.".encode("utf-8", "surrogatepass") + body
     digest = hmac.new(decode_secret(secret), content, hashlib.sha256).digest()
@@ -51,7 +57,7 @@ class GenericProvider:
     redacted_headers: tuple[str, ...] = ("webhook-signature",)
 
     def generate_secret(self) -> str:
-        return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+        return generate_secret()
 
     def check_secret(self, secret: str) -> None:
         decode_secret(secret)
