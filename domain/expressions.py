@@ -400,6 +400,8 @@ class _Checker:
         self, operator: str, left: tuple[Node, Kinds], right: tuple[Node, Kinds]
     ) -> None:
         sides = [(side, _plain(kinds)) for side, kinds in (left, right)]
+        if operator in ("=", "!=") and any(kinds == {"null"} for _, kinds in sides):
+            return  # a comparison with null suits any field, an object's or a list's too
         for side, kinds in sides:
             if kinds & {"object", "array"}:
                 raise ExpressionError(
@@ -418,8 +420,6 @@ class _Checker:
         if "any" in left_kinds | right_kinds:
             return
         left_kinds, right_kinds = left_kinds - {"null"}, right_kinds - {"null"}
-        if operator in ("=", "!=") and not (left_kinds and right_kinds):
-            return  # a comparison with null suits any field
         if not left_kinds & right_kinds:
             raise ExpressionError(
                 f"{_describe(left[0])} is {_kinds_text(left_kinds)} but "

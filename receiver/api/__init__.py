@@ -9,6 +9,7 @@ from receiver.api import (
     credentials,
     deadletters,
     destinations,
+    event_types,
     events,
     integrations,
     mappings,
@@ -26,6 +27,7 @@ router = APIRouter(
 )
 for module in (
     events,
+    event_types,
     deadletters,
     sources,
     users,

@@ -272,6 +272,7 @@ def test_the_products_example_over_bill_approved() -> None:
         ('currency = "USD" AND NOT paid', True),
         ("paid = false OR total < 0", True),
         ("note = null AND amount != null", True),
+        ("lines != null AND plan != null", True),  # an object or a list against null
         ('plan.tier == "gold" AND plan.seats > 10', True),
         ('custom_fields.region = "EU" AND custom_fields.seats < plan.seats', True),
         ("custom_fields.missing = null", True),
@@ -296,7 +297,7 @@ def test_a_checked_calculation_evaluates_over_the_event(expression: str, expecte
         ("plan.tier.x = 1", 10, "unknown field 'plan.tier.x'"),
         ("plan.colour = 'red'", 5, "unknown field 'plan.colour'"),
         ("plan = 1", 0, "'plan' is an object: compare one of its fields"),
-        ("lines != null", 0, "'lines' is a list"),
+        ("lines != 1", 0, "'lines' is a list"),
         ("paid < true", 0, "only numbers and text can be compared with '<'"),
         ("version > null", 10, "only numbers and text"),
         ("total", 0, "'total' is a number, not a condition"),
