@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from domain.webhooks.addresses import parse_networks
 
 ENV_PREFIX = "METERBRIDGE_"
 
@@ -118,6 +121,11 @@ class Settings(BaseSettings):
         description="Paddle Billing's sandbox API, for sandbox API keys.",
     )
     http_timeout_seconds: float = Field(30.0, gt=0)
+    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated CIDRs that webhook destinations may reach although "
+        "loopback, private or otherwise inside; plain http is allowed only to these.",
+    )
     mail_from: str = Field("meterbridge@localhost", min_length=3, max_length=320)
     smtp_timeout_seconds: float = Field(10.0, gt=0)
 
@@ -130,6 +138,15 @@ class Settings(BaseSettings):
         schemes = URL_SCHEMES[info.field_name or ""]
         if value and value.split("://", 1)[0] not in schemes:
             raise ValueError(f"scheme must be one of {', '.join(schemes)}")
+        return value
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return parse_networks(value)
         return value
 
     @property

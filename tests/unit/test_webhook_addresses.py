@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.settings import SettingsError, load_settings
 from domain.webhooks import addresses
 from domain.webhooks.addresses import (
     REFUSED_IPV4,
@@ -328,3 +329,26 @@ def test_what_the_table_misses_ipaddress_still_refuses_as_not_global(
 ) -> None:
     monkeypatch.setattr(addresses, table, ())
     assert refusal(address).endswith("not globally reachable")
+
+
+def test_the_allowed_networks_setting_reads_comma_separated_cidrs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METERBRIDGE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8, fd00::/8")
+    assert load_settings(_env_file=None).webhook_allowed_networks == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    monkeypatch.setenv("METERBRIDGE_WEBHOOK_ALLOWED_NETWORKS", "")
+    assert load_settings(_env_file=None).webhook_allowed_networks == ()
+    monkeypatch.delenv("METERBRIDGE_WEBHOOK_ALLOWED_NETWORKS")
+    assert load_settings(_env_file=None).webhook_allowed_networks == ()
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1/8", "10.0.0.0/33", "intranet", "10.0.0.0/8;fd00::/8"])
+def test_a_bad_allowed_network_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("METERBRIDGE_WEBHOOK_ALLOWED_NETWORKS", value)
+    with pytest.raises(SettingsError, match=r"METERBRIDGE_WEBHOOK_ALLOWED_NETWORKS:.*not a CIDR"):
+        load_settings(_env_file=None)
