@@ -124,3 +124,24 @@ def test_what_is_embedded_follows_the_urls(
     running = {"postgres"} if servers.postgres else set()
     assert running | ({"redis"} if servers.redis else set()) == embedded
     assert servers.needed == bool(embedded)
+
+
+def test_a_parent_that_lost_search_permission_does_not_make_a_live_server_look_stopped(
+    embedded_data_dir: Path,
+) -> None:
+    # given servers running for a data dir (as root, PostgreSQL runs as its own user)
+    servers = EmbeddedServers(Settings(_env_file=None, data_dir=embedded_data_dir))
+    assert servers.postgres is not None
+    servers.attach(os.getpid())
+    try:
+        # when a parent directory loses search permission for others (pytest resets its
+        # temp root to 0700 whenever a session starts)
+        parent = embedded_data_dir.parent
+        parent.chmod(0o700)
+
+        # then the server is still seen running, and attaching starts nothing
+        assert servers.postgres.running()
+        assert servers.attach(os.getpid()) == []
+    finally:
+        servers.detach(os.getpid())
+    assert processes_using(embedded_data_dir) == []

@@ -40,6 +40,10 @@ class EmbeddedServerError(RuntimeError):
     """An embedded server did not start or stop; the message quotes its log."""
 
 
+#: ``pg_ctl status``'s exit code when no server runs on the data dir.
+NOT_RUNNING = 3
+
+
 class EmbeddedPostgres:
     def __init__(
         self,
@@ -59,9 +63,21 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
     def running(self) -> bool:
+        """Whether this data dir's server runs. ``pg_ctl`` runs as the server's user, who
+        must reach the data dir: search permission on a parent may have been taken away
+        since the server started (pytest resets its temp root to 0700 at every session),
+        so it is granted again first; a status that is neither "running" nor "no server
+        running" is an error, never read as "not running" (which would start a second
+        server on a live cluster)."""
         if not (self.data / "PG_VERSION").exists():
             return False
-        return self._pg_ctl("status", check=False).returncode == 0
+        self.user.can_reach(self.data)
+        status = self._pg_ctl("status", check=False)
+        if status.returncode in (0, NOT_RUNNING):
+            return status.returncode == 0
+        raise EmbeddedServerError(
+            f"pg_ctl status failed ({status.returncode}): {status.stdout.strip()}"
+        )
 
     def start(self) -> None:
         """Create the cluster on first use, then start it (waiting until it answers)."""
