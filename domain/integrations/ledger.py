@@ -10,6 +10,7 @@ site, so every query for the lines on a document carries all three (``_on_invoic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Engine
@@ -29,6 +30,24 @@ def _on_invoice(prepared: Prepared, invoice_id: str) -> list[ColumnElement[bool]
         col(RemoteLine.site) == prepared.site,
         col(RemoteLine.invoice_id) == invoice_id,
     ]
+
+
+def _line(prepared: Prepared, invoice_id: str, item: RemoteItem, **fields: Any) -> RemoteLine:
+    """A ledger row for ``item`` on the document ``invoice_id``, sent by this run."""
+    return RemoteLine(
+        org_id=prepared.org_id,
+        config_id=prepared.config_id,
+        bill_id=prepared.bill_id,
+        destination=prepared.destination,
+        credential_id=prepared.credential_id,
+        site=prepared.site,
+        invoice_id=invoice_id,
+        run_id=prepared.run_id,
+        item_key=item.key,
+        item_price_id=item.item_price_id,
+        fingerprint=item.fingerprint,
+        **fields,
+    )
 
 
 def lines_on(engine: Engine, prepared: Prepared, invoice_id: str) -> list[RemoteLine]:
@@ -57,18 +76,10 @@ def begin_add(
 ) -> RemoteLine:
     key = f"{prepared.run_id}:{item.key}"[:100]
     with transaction(engine) as session:
-        line = RemoteLine(
-            org_id=prepared.org_id,
-            config_id=prepared.config_id,
-            bill_id=prepared.bill_id,
-            destination=prepared.destination,
-            credential_id=prepared.credential_id,
-            site=prepared.site,
-            invoice_id=invoice_id,
-            run_id=prepared.run_id,
-            item_key=item.key,
-            item_price_id=item.item_price_id,
-            fingerprint=item.fingerprint,
+        line = _line(
+            prepared,
+            invoice_id,
+            item,
             idempotency_key=key,
             ids_before=sorted(ids_before),
             form=item.form(),
@@ -124,18 +135,10 @@ def record_created(
         session.add(sync)
         for item, line_id in zip(prepared.items, line_ids, strict=False):
             session.add(
-                RemoteLine(
-                    org_id=prepared.org_id,
-                    config_id=prepared.config_id,
-                    bill_id=prepared.bill_id,
-                    destination=prepared.destination,
-                    credential_id=prepared.credential_id,
-                    site=prepared.site,
-                    invoice_id=invoice_id,
-                    run_id=prepared.run_id,
-                    item_key=item.key,
-                    item_price_id=item.item_price_id,
-                    fingerprint=item.fingerprint,
+                _line(
+                    prepared,
+                    invoice_id,
+                    item,
                     state=LineState.ADDED,
                     idempotency_key=f"{prepared.run_id}:create",
                     line_item_id=line_id,
@@ -169,18 +172,10 @@ def begin_write(
     (each ``adding``, with ``key`` naming the call and the form that is sent for it)."""
     with transaction(engine) as session:
         lines = [
-            RemoteLine(
-                org_id=prepared.org_id,
-                config_id=prepared.config_id,
-                bill_id=prepared.bill_id,
-                destination=prepared.destination,
-                credential_id=prepared.credential_id,
-                site=prepared.site,
-                invoice_id=document_id,
-                run_id=prepared.run_id,
-                item_key=item.key,
-                item_price_id=item.item_price_id,
-                fingerprint=item.fingerprint,
+            _line(
+                prepared,
+                document_id,
+                item,
                 idempotency_key=key[:100],
                 form=form,
             )
