@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import free_port, serve_in_thread, stop_server
 
 API_KEY = "test_cb_key"
 
@@ -91,15 +91,11 @@ class FakeChargebee:
                 Route("/{site}/api/v2/invoices/{id}/void", self._void, methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        wait_for(lambda: self._server is not None and self._server.started, timeout=10)
+        self._server = serve_in_thread(app, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        stop_server(self._server)
 
     def price(self, *item_price_ids: str, unit_price: int = 100) -> None:
         with self._lock:

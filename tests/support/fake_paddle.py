@@ -70,7 +70,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import free_port, serve_in_thread, stop_server
 
 API_KEY = "pdl_sdbx_apikey_01meterbridgetestkey00000000_fakefakefakefakefake_AAA"
 DOCS = "https://developer.paddle.com/errors"
@@ -169,15 +169,11 @@ class FakePaddle:
                 Route("/prices/{id}", self._get_price, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        wait_for(lambda: self._server is not None and self._server.started, timeout=10)
+        self._server = serve_in_thread(app, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        stop_server(self._server)
 
     def product(
         self, product_id: str | None = None, *, name: str = "Usage", tax_category: str = "saas"

@@ -58,7 +58,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import free_port, serve_in_thread, stop_server
 
 API_KEY = "sk_test_meterbridge_fake"
 #: A restricted key the fake knows but that may call nothing: every call answers 403.
@@ -210,15 +210,11 @@ class FakeStripe:
         app = Starlette(
             routes=routes, exception_handlers={404: self._unrecognised, 405: self._unrecognised}
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        wait_for(lambda: self._server is not None and self._server.started, timeout=10)
+        self._server = serve_in_thread(app, self.port)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        stop_server(self._server)
 
     def price(
         self,

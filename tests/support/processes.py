@@ -13,12 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from tests.support.environment import REPO, Environment
 
@@ -42,6 +44,21 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def serve_in_thread(app: Any, port: int) -> uvicorn.Server:
+    """Serve an ASGI app (the fakes of Chargebee, Stripe, Paddle) on 127.0.0.1:``port`` in
+    a daemon thread; answers once it accepts connections. Stop it with ``stop_server``."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_for(lambda: server.started, timeout=10)
+    return server
+
+
+def stop_server(server: uvicorn.Server | None) -> None:
+    if server is not None:
+        server.should_exit = True
 
 
 class Proc:
