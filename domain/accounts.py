@@ -8,8 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
+from domain.catalogue import AccountFields
 from domain.clock import utcnow
 from domain.errors import Conflict
+from domain.eventlog import append_internal
+from domain.events import Event
 from domain.ids import new_id
 from domain.scoping import add_unique, owned
 
@@ -35,16 +38,43 @@ class Account(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+ACCOUNT_CREATED = "account.created"
+
+
 def create_account(session: Session, org_id: str, **fields: Any) -> Account:
     """A new account; its ``code`` is unique in the organisation (else ``Conflict``, also
-    when another request creates the same code at the same moment)."""
+    when another request creates the same code at the same moment). Logs
+    ``account.created``: a caller outside a worker publishes it after the commit (the
+    session's ``eventlog.APPENDED``)."""
     code = fields["code"]
     duplicate = Conflict(f"an account with code {code!r} already exists")
     if session.exec(select(Account).where(Account.org_id == org_id, Account.code == code)).first():
         raise duplicate
     account = Account(org_id=org_id, **fields)
     add_unique(session, account, duplicate)
+    log_created(session, account)
     return account
+
+
+def log_created(session: Session, account: Account, *, caused_by: str | None = None) -> Event:
+    """Append ``account.created`` for a new account, as its fields now stand; call once,
+    in the transaction that adds it."""
+    payload = AccountFields(
+        account_id=account.id,
+        code=account.code,
+        name=account.name,
+        email=account.email,
+        currency=account.currency,
+        address=account.address or {},
+        custom_fields=account.custom_fields or {},
+    )
+    return append_internal(
+        session,
+        org_id=account.org_id,
+        type=ACCOUNT_CREATED,
+        payload=payload.model_dump(mode="json"),
+        caused_by=caused_by,
+    )
 
 
 def get_account(session: Session, org_id: str, account_id: str) -> Account:

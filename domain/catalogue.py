@@ -84,6 +84,14 @@ class SourceDisabledFields(Payload):
     reason: str = Field(description="Why it was disabled.")
 
 
+class WebhookDestinationDisabledFields(Payload):
+    destination_id: str = Field(description="The webhook destination switched off.")
+    consecutive_errors: int = Field(
+        ge=0, description="Failed messages in a row (a 410 disables it whatever the count)."
+    )
+    reason: str = Field(description="Why it was disabled.")
+
+
 class RunCompletedFields(Payload):
     run_id: str = Field(description="The integration run.")
     config_id: str = Field(description="Its integration config.")
@@ -130,6 +138,87 @@ class DeadEventFields(Payload):
     dead_at: datetime = Field(description="When it ended dead.")
 
 
+# Scheduled events (``schedule.*``): made by beat for one notification rule when its
+# schedule is due (``domain.notifications.scheduled``). Each covers a window, from the due
+# time of the rule's previous scheduled event to this one's (the first: one interval, or
+# from the cron time before, back from the due time); counts "in the window" take
+# ``window_start`` inclusive and ``window_end`` exclusive. Figures of the present state
+# (open dead letters, bills not approved, error streaks, disabled configs) are read when
+# the event is made, ``evaluated_at``, and ages are measured to that time.
+
+_WINDOW_START = (
+    "Start of the window (inclusive): the due time of the rule's previous scheduled "
+    "event; for its first, one interval (or from the cron time before) back from window_end."
+)
+_WINDOW_END = "End of the window (exclusive): the due time this event was made for."
+_EVALUATED_AT = "When the figures were read (beat's check, shortly after window_end)."
+
+
+class ScheduledDeadLettersFields(Payload):
+    count: int = Field(ge=0, description="Dead letters of the organisation open now (dead).")
+    oldest_age_seconds: int | None = Field(
+        ge=0,
+        description="Seconds from the oldest open dead letter's death to evaluated_at; "
+        "null when there is none.",
+    )
+    oldest_event_id: str | None = Field(
+        description="The oldest open dead letter (earliest dead_at); null when there is none."
+    )
+    died_in_window: int = Field(
+        ge=0, description="Open dead letters that ended dead in the window."
+    )
+    window_start: datetime = Field(description=_WINDOW_START)
+    window_end: datetime = Field(description=_WINDOW_END)
+    evaluated_at: datetime = Field(description=_EVALUATED_AT)
+
+
+class ScheduledBillsAwaitingApprovalFields(Payload):
+    count: int = Field(ge=0, description="Bills of the organisation generated, not approved.")
+    oldest_age_seconds: int | None = Field(
+        ge=0,
+        description="Seconds from the oldest such bill's first generation to evaluated_at; "
+        "null when there is none.",
+    )
+    oldest_bill_id: str | None = Field(
+        description="The bill awaiting approval the longest; null when there is none."
+    )
+    generated_in_window: int = Field(
+        ge=0, description="Bills awaiting approval that were first generated in the window."
+    )
+    approved_in_window: int = Field(ge=0, description="Bills approved in the window.")
+    window_start: datetime = Field(description=_WINDOW_START)
+    window_end: datetime = Field(description=_WINDOW_END)
+    evaluated_at: datetime = Field(description=_EVALUATED_AT)
+
+
+class ConfigHealth(Payload):
+    config_id: str = Field(description="The integration config.")
+    name: str = Field(description="Its name.")
+    destination: str = Field(description="Where it sends bills: chargebee, stripe, paddle, ...")
+    enabled: bool = Field(description="Whether it is enabled now.")
+    runs: int = Field(ge=0, description="Its runs that finished in the window, either way.")
+    errors: int = Field(
+        ge=0, description="Of those, the runs that ended in error (ERROR or AUTH_FAILED)."
+    )
+    consecutive_errors: int = Field(ge=0, description="Its failed runs in a row, now.")
+
+
+class ScheduledIntegrationHealthFields(Payload):
+    window_start: datetime = Field(description=_WINDOW_START)
+    window_end: datetime = Field(description=_WINDOW_END)
+    evaluated_at: datetime = Field(description=_EVALUATED_AT)
+    configs: list[ConfigHealth] = Field(
+        description="Every integration config of the organisation, in id order."
+    )
+    runs: int = Field(ge=0, description="Runs of all configs that finished in the window.")
+    errors: int = Field(ge=0, description="Of those, the runs that ended in error.")
+    configs_failing: int = Field(ge=0, description="Configs with at least one error in the window.")
+    max_consecutive_errors: int = Field(
+        ge=0, description="The longest streak of failed runs of any config, now (0: none)."
+    )
+    disabled_configs: int = Field(ge=0, description="Configs disabled now.")
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -174,7 +263,6 @@ _TYPES = [
         1,
         "An integration run sent its bill to the destination.",
         RunCompletedFields,
-        emitted=False,
     ),
     EventType(
         "integration.authentication.error",
@@ -216,34 +304,70 @@ _TYPES = [
         "A source disabled itself after successive dead events.",
         SourceDisabledFields,
     ),
-    EventType("account.created", 1, "An account was created.", AccountFields, emitted=False),
+    EventType(
+        "webhook_destination.disabled",
+        1,
+        "A webhook destination was disabled: its receiver answered 410 Gone, or 10 "
+        "messages in a row used up their retries.",
+        WebhookDestinationDisabledFields,
+    ),
+    EventType(
+        "account.created",
+        1,
+        "An account was created: through the API, or for a provider's customer that an "
+        "inbound customer or subscription event named.",
+        AccountFields,
+    ),
     EventType(
         "account_plan.created",
         1,
-        "An account was put on a plan.",
+        "An account was put on a plan: an inbound subscription event named a new subscription.",
         AccountPlanFields,
-        emitted=False,
     ),
     EventType(
         "account_plan.updated",
         1,
-        "An account plan changed (status, dates or plan).",
+        "An account plan changed (status, dates, plan or account), other than getting an "
+        "end date (that is account_plan.ended); a reactivation that clears the end is one.",
         AccountPlanFields,
-        emitted=False,
     ),
     EventType(
         "account_plan.ended",
         1,
-        "An account plan ended.",
+        "An account plan got an end date: its subscription was cancelled, at once or from "
+        "a later date (end_at says when, and may still be ahead). A new plan that already "
+        "has one logs account_plan.created, then this.",
         AccountPlanFields,
-        emitted=False,
     ),
     EventType(
         "event.dead",
         1,
-        "An event used up its attempts or failed permanently and waits in the dead letters.",
+        "An event used up its attempts or failed permanently and waits in the dead letters. "
+        "Not logged for event.dead itself, nor for a notification's delivery (email.send and "
+        "the other types with a task of their own), which keeps its own failure record.",
         DeadEventFields,
-        emitted=False,
+    ),
+    EventType(
+        "schedule.dead_letters",
+        1,
+        "Scheduled (a rule's cron or interval): the organisation's open dead letters, how "
+        "many and how old the oldest is, and how many ended dead in the window.",
+        ScheduledDeadLettersFields,
+    ),
+    EventType(
+        "schedule.bills_awaiting_approval",
+        1,
+        "Scheduled (a rule's cron or interval): the organisation's bills generated but not "
+        "approved, how many and how long the oldest has waited; and those generated and "
+        "approved in the window.",
+        ScheduledBillsAwaitingApprovalFields,
+    ),
+    EventType(
+        "schedule.integration_health",
+        1,
+        "Scheduled (a rule's cron or interval): per integration config, its runs and errors "
+        "finished in the window and its failed runs in a row now; with the totals.",
+        ScheduledIntegrationHealthFields,
     ),
 ]
 
@@ -259,3 +383,41 @@ def get_event_type(name: str) -> EventType:
         return CATALOGUE[name]
     except KeyError:
         raise NotFound(f"no event type {name!r}") from None
+
+
+def sample(event_type: EventType) -> dict[str, Any]:
+    """A payload of the type with a plausible value in every field, made from its schema
+    (what ``POST /api/v1/webhook-destinations/{id}/test`` sends); it validates."""
+    schema = event_type.schema
+    defs = schema.get("$defs", {})
+    payload = {
+        name: _sample_value(name, prop, defs)
+        for name, prop in schema.get("properties", {}).items()
+    }
+    event_type.validate(payload)
+    return payload
+
+
+def _sample_value(name: str, prop: Mapping[str, Any], defs: Mapping[str, Any]) -> Any:
+    if "$ref" in prop:
+        return _sample_value(name, defs[prop["$ref"].rsplit("/", 1)[-1]], defs)
+    for branch in prop.get("anyOf", ()):
+        if branch.get("type") != "null":
+            return _sample_value(name, branch, defs)
+    kind, text_format = prop.get("type"), prop.get("format")
+    if kind == "integer":
+        return max(1, int(prop.get("minimum", 1)))
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "object":
+        return {}
+    if kind == "array":
+        return []
+    samples = {"decimal": "49.90", "date": "2026-11-01", "date-time": "2026-11-01T09:30:00Z"}
+    if text_format in samples:
+        return samples[text_format]
+    if name == "currency":
+        return "USD"
+    return f"{name.removesuffix('_id')}_sample" if name.endswith("_id") else f"sample {name}"

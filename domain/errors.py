@@ -52,9 +52,13 @@ class Conflict(MeterbridgeError):
 class InvalidInput(MeterbridgeError):
     """A caller's request is malformed; the message says why, ``field`` which part."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, position: int | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
+        #: Where in the field's text the problem is (0-based), e.g. in an expression.
+        self.position = position
 
 
 class SignatureError(MeterbridgeError):

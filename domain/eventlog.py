@@ -137,16 +137,19 @@ def append_internal(
     type: str,
     payload: dict[str, Any],
     caused_by: str | None = None,
+    external_id: str | None = None,
 ) -> Event:
     """Record an internal change (a config disabled, a bill approved, ...) in the log. It
     is processed like any event; ``caused_by`` names the event whose processing made it,
-    so the task that processed that one can publish it at once."""
+    so the task that processed that one can publish it at once. ``external_id``: the
+    event's own key, when it has one (a scheduled event's rule and due time)."""
     now = utcnow()
     event = Event(
         id=new_event_id(),
         org_id=org_id,
         provider=INTERNAL_PROVIDER,
         type=type,
+        external_id=external_id,
         occurred_at=now,
         received_at=now,
         payload=json.dumps(payload, separators=(",", ":"), default=str),

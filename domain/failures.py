@@ -18,12 +18,18 @@ from sqlmodel import Session, col, update
 from domain.eventlog import append_internal
 from domain.integrations.configs import IntegrationConfig
 from domain.sources import Source
+from domain.webhooks.destinations import WebhookDestination
 
 FAILURE_THRESHOLD = 10
 
-Countable = type[Source] | type[IntegrationConfig]
+Countable = type[Source] | type[IntegrationConfig] | type[WebhookDestination]
 
-DISABLED_EVENT = {Source: "source.disabled", IntegrationConfig: "integration.disabled.error"}
+#: The event a disabled config logs, and the payload key naming it.
+DISABLED_EVENT: dict[Countable, tuple[str, str]] = {
+    Source: ("source.disabled", "source_id"),
+    IntegrationConfig: ("integration.disabled.error", "config_id"),
+    WebhookDestination: ("webhook_destination.disabled", "destination_id"),
+}
 
 
 def count_failure(
@@ -46,20 +52,37 @@ def count_failure(
     if count is None or count[0] < threshold:
         return False
     reason = f"disabled automatically after {count[0]} successive errors"
+    return disable(session, model, config_id, reason=reason, now=now, caused_by=caused_by)
+
+
+def disable(
+    session: Session,
+    model: Countable,
+    config_id: str,
+    *,
+    reason: str,
+    now: datetime,
+    caused_by: str | None = None,
+) -> bool:
+    """Switch the config off at once (the counter's last failure, or a webhook
+    destination's 410) and log its ``*.disabled`` event. One conditional update: of several
+    workers disabling it together exactly one wins and logs. Returns whether this one won."""
+    table = sa.inspect(model).local_table
     # Session.exec types an UPDATE's result as CursorResult (rowcount); execute() cannot.
-    won = session.exec(
+    won = session.execute(
         sa.update(table)
         .where(table.c.id == config_id, table.c.enabled.is_(True))
-        .values(enabled=False, disabled_at=now, disabled_reason=reason)
-    )
-    if won.rowcount != 1:
+        .values(enabled=False, disabled_at=now, disabled_reason=reason[:500])
+        .returning(table.c.consecutive_errors, table.c.org_id)
+    ).first()
+    if won is None:
         return False
-    key = "source_id" if model is Source else "config_id"
+    event_type, key = DISABLED_EVENT[model]
     append_internal(
         session,
-        org_id=count[1],
-        type=DISABLED_EVENT[model],
-        payload={key: config_id, "consecutive_errors": count[0], "reason": reason},
+        org_id=won[1],
+        type=event_type,
+        payload={key: config_id, "consecutive_errors": won[0], "reason": reason},
         caused_by=caused_by,
     )
     return True

@@ -16,18 +16,20 @@ by a claim, and a claim whose lease ran out can never match the fence again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 
+from domain import routing
+from domain.catalogue import DeadEventFields
 from domain.clock import utcnow
 from domain.db import transaction
 from domain.errors import MeterbridgeError
-from domain.eventlog import APPENDED
+from domain.eventlog import APPENDED, append_internal
 from domain.events import Attempt, AttemptOutcome, Event, EventStatus, LedgerEntry
 from domain.failures import count_failure, count_success
 from domain.handlers import Handler, HandlerRegistry, InboundEvent
@@ -356,6 +358,8 @@ class Processor:
     countdown_limit_seconds: float
     grace_seconds: float
     observe_handler: HandlerObserver | None = None
+    #: Event types retried on a policy of their own (outbound webhooks' schedule).
+    policies: Mapping[str, RetryPolicy] = field(default_factory=dict)
 
     def process(
         self, event_id: str, *, task_id: str | None = None, worker: str | None = None
@@ -436,7 +440,8 @@ class Processor:
         if not isinstance(error, MeterbridgeError):  # a bug or an outage: keep the traceback
             log.warning("handler.unexpected_error", exc_info=error)
         now = utcnow()
-        decision = decide(self.policy, error, claimed.attempt_number, now)
+        policy = self.policies.get(claimed.event.type, self.policy)
+        decision = decide(policy, error, claimed.attempt_number, now)
         countdown = (
             isinstance(decision, Retry) and decision.delay_seconds <= self.countdown_limit_seconds
         )
@@ -449,6 +454,8 @@ class Processor:
             appended = session.info.setdefault(APPENDED, [])
             if record_failure(session, claimed, error, decision, now, sweep_after=sweep_after):
                 self._run_failure_hooks(session, claimed.event, error, decision)
+                if isinstance(decision, GiveUp) and announces_death(claimed.event.type):
+                    log_dead(session, claimed, decision, error, now)
                 if isinstance(decision, GiveUp) and claimed.event.source_id:
                     # an inbound event that ends dead is a failure of its source
                     count_failure(
@@ -469,6 +476,41 @@ class Processor:
                     hook(session, event, error, decision)
             except Exception:  # a broken hook must not lose the failure record
                 log.exception("failure_hook.failed", hook=getattr(hook, "__qualname__", hook))
+
+
+EVENT_DEAD = "event.dead"
+
+
+def announces_death(event_type: str) -> bool:
+    """Whether an event of this type that ends dead logs ``event.dead``: not ``event.dead``
+    itself, nor a type with a task of its own (a notification's delivery: it keeps its
+    own failure record, and announcing it would notify about notifying, in a loop)."""
+    return event_type != EVENT_DEAD and event_type not in routing.TASKS_BY_TYPE
+
+
+def log_dead(
+    session: Session, claimed: Claim, decision: GiveUp, error: BaseException, now: datetime
+) -> Event:
+    """Append ``event.dead`` for the claimed event, in the transaction that recorded it
+    dead (after the fenced write won: only the attempt that killed it logs)."""
+    event = claimed.event
+    payload = DeadEventFields(
+        event_id=event.id,
+        source_id=event.source_id,
+        provider=event.provider,
+        type=event.type,
+        attempts=claimed.attempt_number,
+        dead_reason=decision.reason,
+        last_error=_describe(error),
+        dead_at=now,
+    )
+    return append_internal(
+        session,
+        org_id=event.org_id,
+        type=EVENT_DEAD,
+        payload=payload.model_dump(mode="json"),
+        caused_by=event.id,
+    )
 
 
 __all__ = ["Claim", "Done", "Failed", "GiveUp", "Outcome", "Processor", "Retry", "Skipped"]

@@ -8,6 +8,7 @@ shows it by name. Events of the plain task travel in batches::
     (id, type) pairs --messages()--> process_event(id)           a lone plain event
                                      process_events([id, ...])   up to BATCH_SIZE of them
                                      send_email(id)              a type with its own task
+                                     deliver_webhook(id)         (notification deliveries)
 
 No Celery here: the receiver, the workers, the CLI and the admin API each send the
 messages their own way, behind one callable type, ``Publish``.
@@ -24,16 +25,29 @@ PROCESS_EVENT_TASK = "meterbridge.process_event"
 PROCESS_EVENTS_TASK = "meterbridge.process_events"
 #: Process one ``email.send`` event (deliver a notification email): ``args=[event_id]``.
 SEND_EMAIL_TASK = "meterbridge.send_email"
+#: Process one ``webhook.deliver`` work item (send a webhook message): ``args=[event_id]``.
+DELIVER_WEBHOOK_TASK = "meterbridge.deliver_webhook"
 #: Re-publish what should be on the queue but may not be (beat runs it): no args.
 SWEEP_TASK = "meterbridge.sweep"
+#: Append the scheduled events (``schedule.*``) of the rules that are due (beat runs it):
+#: no args.
+SCHEDULED_EVENTS_TASK = "meterbridge.scheduled_events"
 
 #: Every task the workers run.
-TASKS = (PROCESS_EVENT_TASK, PROCESS_EVENTS_TASK, SEND_EMAIL_TASK, SWEEP_TASK)
+TASKS = (
+    PROCESS_EVENT_TASK,
+    PROCESS_EVENTS_TASK,
+    SEND_EMAIL_TASK,
+    DELIVER_WEBHOOK_TASK,
+    SWEEP_TASK,
+    SCHEDULED_EVENTS_TASK,
+)
 
-#: Event types whose processing has a task of its own. The key is
-#: ``domain.notifications.SEND_EMAIL``, spelled out: importing that module here would
-#: pull every domain table into the receiver's publisher (a unit test keeps them equal).
-TASKS_BY_TYPE = {"email.send": SEND_EMAIL_TASK}
+#: Event types whose processing has a task of its own: notification deliveries. The keys
+#: are ``domain.notifications.emails.SEND_EMAIL`` and ``domain.webhooks.messages.
+#: WEBHOOK_DELIVER``, spelled out: importing those modules here would pull every domain
+#: table into the receiver's publisher (a unit test keeps them equal).
+TASKS_BY_TYPE = {"email.send": SEND_EMAIL_TASK, "webhook.deliver": DELIVER_WEBHOOK_TASK}
 
 #: Most event ids one ``process_events`` message carries.
 BATCH_SIZE = 50

@@ -15,7 +15,14 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    PositiveFloat,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.webhooks.addresses import parse_networks
@@ -102,6 +109,9 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: int = Field(3600, ge=10)
     outbox_grace_seconds: float = Field(30.0, gt=0)
     sweep_interval_seconds: float = Field(5.0, gt=0)
+    schedule_check_seconds: float = Field(
+        30.0, gt=0, description="How often beat looks for scheduled events that are due."
+    )
     worker_concurrency: int = Field(2, ge=1)
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Where a worker serves Prometheus metrics; unset: off."
@@ -121,10 +131,58 @@ class Settings(BaseSettings):
         description="Paddle Billing's sandbox API, for sandbox API keys.",
     )
     http_timeout_seconds: float = Field(30.0, gt=0)
+    xero_authorize_url: str = Field(
+        "https://login.xero.com/identity/connect/authorize",
+        description="Xero's consent page (OAuth 2.0 authorization endpoint).",
+    )
+    xero_token_url: str = Field(
+        "https://identity.xero.com/connect/token", description="Xero's OAuth 2.0 token endpoint."
+    )
+    xero_api_base: str = Field(
+        "https://api.xero.com", description="Where Xero's /connections and /api.xro/2.0 live."
+    )
+    quickbooks_authorize_url: str = Field(
+        "https://appcenter.intuit.com/connect/oauth2",
+        description="Intuit's consent page (OAuth 2.0 authorization endpoint).",
+    )
+    quickbooks_token_url: str = Field(
+        "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",
+        description="Intuit's OAuth 2.0 token endpoint.",
+    )
+    quickbooks_api_base: str = Field(
+        "https://quickbooks.api.intuit.com", description="QuickBooks Online's API, production."
+    )
+    quickbooks_sandbox_api_base: str = Field(
+        "https://sandbox-quickbooks.api.intuit.com",
+        description="QuickBooks Online's API for sandbox companies.",
+    )
+    netsuite_url_template: str = Field(
+        "https://{account}.suitetalk.api.netsuite.com",
+        description="Where a NetSuite account's REST web services live; {account} is the "
+        "account id as NetSuite writes it in host names (123456_SB1 → 123456-sb1).",
+    )
+    public_url: str = Field(
+        "",
+        description="Where browsers reach the receiver, for OAuth callbacks, e.g. "
+        "https://billing.example.com. Empty: http://<receiver_host>:<receiver_port>.",
+    )
     webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (),
         description="Comma-separated CIDRs that webhook destinations may reach although "
         "loopback, private or otherwise inside; plain http is allowed only to these.",
+    )
+    webhook_retry_schedule: Annotated[list[PositiveFloat], NoDecode] = Field(
+        [5, 300, 1800, 7200, 18000, 36000, 36000],
+        min_length=1,
+        max_length=20,
+        description="Seconds between a webhook message's attempts (comma-separated); one "
+        "attempt more than the delays is made.",
+    )
+    webhook_retry_spread: float = Field(
+        0.2, ge=0, lt=1, description="Each webhook retry delay is spread by ± this fraction."
+    )
+    webhook_timeout_seconds: float = Field(
+        15.0, gt=0, le=60, description="A webhook message's whole attempt, connect to answer."
     )
     mail_from: str = Field("meterbridge@localhost", min_length=3, max_length=320)
     smtp_timeout_seconds: float = Field(10.0, gt=0)
@@ -132,12 +190,25 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    def oauth_redirect_uri(self, destination: str) -> str:
+        """Where a provider sends a person back after consent (register it with the
+        provider's app): ``<public_url>/oauth/<destination>/callback``."""
+        base = self.public_url or f"http://{self.receiver_host}:{self.receiver_port}"
+        return f"{base.rstrip('/')}/oauth/{destination}/callback"
+
     @field_validator("database_url", "broker_url", "redis_url", "smtp_url")
     @classmethod
     def _check_scheme(cls, value: str, info: ValidationInfo) -> str:
         schemes = URL_SCHEMES[info.field_name or ""]
         if value and value.split("://", 1)[0] not in schemes:
             raise ValueError(f"scheme must be one of {', '.join(schemes)}")
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("webhook_allowed_networks", mode="before")

@@ -14,7 +14,7 @@ from domain.logs import configure_logging
 from domain.schema import require_migrated
 from domain.secrets import secret_box
 from domain.settings import Settings, load_settings
-from receiver import api, errors, health, webhooks
+from receiver import api, errors, health, oauth, webhooks
 from receiver.intake import Intake
 from receiver.metrics import IntakeMetrics
 from receiver.publisher import Publisher
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(oauth.router)
     if settings.receiver_metrics:
         app.include_router(health.metrics_router)
     app.include_router(api.router)

@@ -48,7 +48,11 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidInput)
-    details = [{"field": f"body.{exc.field}", "reason": str(exc)}] if exc.field else None
+    details: list[dict[str, Any]] | None = None
+    if exc.field:
+        details = [{"field": f"body.{exc.field}", "reason": str(exc)}]
+        if exc.position is not None:
+            details[0]["position"] = exc.position
     message = f"body.{exc.field}: {exc}" if exc.field else str(exc)
     return error_response(ApiError(422, "validation_error", message, details=details))
 

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from domain import routing
 from domain.eventlog import INTERNAL_PROVIDER
 from domain.handlers import InboundEvent, registry
-from domain.notifications import SEND_EMAIL, Email, EmailStatus, mark_sent
+from domain.notifications.emails import SEND_EMAIL, Email, EmailStatus, mark_sent
 from tasks.process_event import EVENT_TASK_OPTIONS, process
 from workers.celery_app import app
 from workers.mail import deliver

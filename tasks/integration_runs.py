@@ -25,7 +25,7 @@ def perform(session: Session, event: InboundEvent) -> None:
     run_id = event.payload["run_id"]
     result = perform_run(rt.engine, rt.box, rt.settings, run_id, attempt)
     if result is None:
-        return  # the config is disabled: prepare() left the run DISABLED, held
+        return  # disabled (prepare() left the run DISABLED, held), or already COMPLETE
     complete(
         session,
         run_id,

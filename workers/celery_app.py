@@ -11,7 +11,13 @@ from celery import Celery
 from domain import routing
 from domain.settings import Settings, celery_config, load_settings
 
-TASK_MODULES = ["tasks.process_event", "tasks.sweep", "tasks.emails"]
+TASK_MODULES = [
+    "tasks.process_event",
+    "tasks.sweep",
+    "tasks.emails",
+    "tasks.webhooks",
+    "tasks.scheduled",
+]
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -23,7 +29,13 @@ def create_celery_app(settings: Settings) -> Celery:
             "schedule": settings.sweep_interval_seconds,
             # A sweep nobody ran in time is worthless; the next one covers it.
             "options": {"expires": max(1.0, settings.sweep_interval_seconds * 2)},
-        }
+        },
+        routing.SCHEDULED_EVENTS_TASK: {
+            "task": routing.SCHEDULED_EVENTS_TASK,
+            "schedule": settings.schedule_check_seconds,
+            # Likewise: a late check is covered by the next, which finds the same rules due.
+            "options": {"expires": max(1.0, settings.schedule_check_seconds * 2)},
+        },
     }
     app.conf.beat_schedule_filename = str((settings.data_dir / "celerybeat-schedule").resolve())
     return app

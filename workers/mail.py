@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import structlog
 
 from domain.errors import PermanentError, TransientError
-from domain.notifications import Email
+from domain.notifications.emails import Email
 from domain.settings import Settings
 
 log = structlog.get_logger(__name__)

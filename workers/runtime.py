@@ -19,16 +19,20 @@ from domain.processing import Processor
 from domain.retry import RetryPolicy
 from domain.secrets import SecretBox, secret_box
 from domain.settings import Settings, load_settings
+from domain.webhooks.messages import WEBHOOK_DELIVER
 from workers.metrics import observe_handler
 from workers.ratelimits import RateLimiter
 
 #: Modules whose import registers meterbridge's own event handlers.
 BUILTIN_HANDLER_MODULES = (
     "domain.integrations.runs",
-    "domain.notifications",
+    "domain.notifications.emails",
+    "domain.notifications.matching",
+    "domain.webhooks.delivery",
     "domain.subscriptions.handlers",
     "tasks.integration_runs",
     "tasks.emails",
+    "tasks.webhooks",
 )
 
 
@@ -74,6 +78,11 @@ def _build(settings: Settings) -> Runtime:
         countdown_limit_seconds=settings.countdown_limit_seconds,
         grace_seconds=settings.outbox_grace_seconds,
         observe_handler=observe_handler,
+        policies={
+            WEBHOOK_DELIVER: RetryPolicy.scheduled(
+                tuple(settings.webhook_retry_schedule), settings.webhook_retry_spread
+            )
+        },
     )
     limiter = RateLimiter.from_url(settings.rate_limit_redis_url)  # connects on first use
     return Runtime(settings, engine, processor, secret_box(settings), limiter)

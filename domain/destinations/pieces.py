@@ -6,11 +6,15 @@
    own piece; ``per_product`` merges the usage lines of one product into one piece.
 3. A piece's service period is its line's, else the bill's.
 4. ``sort_line_items_by``: bill order, subtotal (ascending), or aggregation id.
+
+And, for the destinations that compute a line's amount themselves from its quantity and
+unit price (Xero, QuickBooks, NetSuite), ``line_price``: the numbers a piece goes out at so
+that the line's amount is the piece's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.bills import LineItem, LineItemType
 from domain.integrations.configs import EntityConfig
+from domain.integrations.errors import ConfigInvalid
+from domain.money import plain, round_half_up
 
 USAGE_TYPES = frozenset({LineItemType.USAGE})
 
@@ -77,6 +83,11 @@ class Piece:
         if self.subtotal is not None and self.quantity:
             return self.subtotal / self.quantity
         return None
+
+    @property
+    def label(self) -> str:
+        """The piece's description, else its type in words: ``Standing charge``."""
+        return self.description or str(self.type).replace("_", " ").capitalize()
 
 
 def pieces(bill: BillToMap, entity: EntityConfig, options: LineOptions) -> list[Piece]:
@@ -171,6 +182,54 @@ def _merge(piece: Piece, line: LineItem) -> Piece:
         max(piece.end, line.service_period_end or piece.end),
         piece.description,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LinePrice:
+    """A piece's numbers on a line: ``amount`` is ``quantity`` x ``unit_price`` rounded half
+    up to the cent."""
+
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    description: str
+
+
+def line_price(
+    piece: Piece, places: int, carried: Callable[[Decimal], bool] = lambda _: True
+) -> LinePrice:
+    """How a piece goes out to a destination that keeps a line's quantity and unit price to
+    ``places`` decimals and makes its amount quantity x unit price rounded half up to the
+    cent, so that the line's amount is the piece's subtotal (to the cent).
+
+    The piece goes at its quantity and unit price (its effective one, rounded half up to
+    ``places``) when its quantity has at most ``places`` decimals, ``carried`` (the
+    destination's own limit on a number, if any) holds for both, and their product to the
+    cent is its subtotal to the cent, or it has no subtotal. Otherwise it goes as quantity 1
+    at its amount, the quantity (unless 1) in the description: its subtotal, else its
+    quantity x unit price. A piece with neither is ``ConfigInvalid``: a destination that can
+    price a line itself decides so before asking this.
+    """
+    description = piece.label
+    quantity = round_half_up(piece.quantity, places)
+    unit = piece.effective_unit_price
+    if unit is not None and quantity == piece.quantity:
+        unit = round_half_up(unit, places)
+        amount = round_half_up(quantity * unit, 2)
+        exact = piece.subtotal is None or amount == round_half_up(piece.subtotal, 2)
+        if exact and carried(quantity) and carried(unit):
+            return LinePrice(quantity, unit, amount, description)
+    if piece.subtotal is not None:
+        total = round_half_up(piece.subtotal, 2)
+    elif piece.unit_price is not None:
+        total = round_half_up(piece.quantity * piece.unit_price, 2)
+    else:
+        raise ConfigInvalid(
+            f"line {piece.line_number} ({piece.type}) has no amount and no unit price"
+        )
+    if piece.quantity != 1:
+        description = f"{description} ({plain(piece.quantity)})"
+    return LinePrice(Decimal(1), total, total, description)
 
 
 class Sortable(Protocol):

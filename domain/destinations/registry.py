@@ -9,13 +9,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from domain.destinations.chargebee import CHARGEBEE
+from domain.destinations.netsuite import NETSUITE
 from domain.destinations.paddle import PADDLE
+from domain.destinations.quickbooks import QUICKBOOKS
 from domain.destinations.spec import DestinationOptions, DestinationSpec
 from domain.destinations.stripe import STRIPE
+from domain.destinations.xero import XERO
 from domain.errors import InvalidInput
 from domain.integrations.errors import ConfigInvalid
 
-DESTINATIONS: dict[str, DestinationSpec] = {spec.name: spec for spec in (CHARGEBEE, PADDLE, STRIPE)}
+DESTINATIONS: dict[str, DestinationSpec] = {
+    spec.name: spec for spec in (CHARGEBEE, NETSUITE, PADDLE, QUICKBOOKS, STRIPE, XERO)
+}
 
 
 def destination(name: str) -> DestinationSpec:

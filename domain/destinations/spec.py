@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -23,16 +24,52 @@ class DestinationOptions(PriceOptions, LineOptions):
     model_config = ConfigDict(extra="forbid")
 
 
+class Grant(StrEnum):
+    """How a credential gets meterbridge into the destination."""
+
+    #: A key sent with every call (Chargebee, Stripe, Paddle).
+    API_KEY = "api_key"
+    #: OAuth 2.0 authorization code: a person consents in the browser
+    #: (``GET /api/v1/credentials/{id}/authorize``); refresh tokens keep it connected.
+    AUTHORIZATION_CODE = "authorization_code"
+    #: OAuth 2.0 client credentials, machine to machine: a token from the credential's
+    #: own secret, fetched again when it expires (Xero Custom Connections, NetSuite M2M).
+    CLIENT_CREDENTIALS = "client_credentials"
+    #: OAuth 1.0a request signing with a token that does not expire (NetSuite TBA).
+    SIGNED_REQUESTS = "signed_requests"
+
+
 class CredentialFields(BaseModel):
-    """A destination's credential as entered: ``api_key`` is the secret (stored encrypted,
-    never shown); every other field is public and kept in the credential's ``options``."""
+    """A destination's credential as entered. Its ``SecretStr`` fields are its secrets:
+    stored encrypted, together, and never shown; every other field is public and kept in
+    the credential's ``options``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    api_key: SecretStr = Field(min_length=1, max_length=500, description="Stored encrypted.")
+    @classmethod
+    def secret_names(cls) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if SecretStr in (info.annotation, *get_args(info.annotation))
+        )
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"api_key"})
+        return self.model_dump(mode="json", exclude=set(self.secret_names()))
+
+    def secrets(self) -> dict[str, str]:
+        values = ((name, getattr(self, name)) for name in self.secret_names())
+        return {name: value.get_secret_value() for name, value in values if value is not None}
+
+    @property
+    def grant(self) -> Grant:
+        return Grant.API_KEY
+
+
+class ApiKeyCredential(CredentialFields):
+    """A credential that is one API key."""
+
+    api_key: SecretStr = Field(min_length=1, max_length=500, description="Stored encrypted.")
 
 
 class RemoteItem(Protocol):
@@ -80,16 +117,16 @@ def customer_target(
     spec: DestinationSpec, lookup: Lookup, owner: BillOwner, entity: EntityConfig
 ) -> str:
     """The account's customer: its external mapping (``account`` → ``<destination>`` /
-    ``customer``) when the config says so, else its code (accounts made from a provider's
-    webhooks carry the customer id as code)."""
+    ``<customer_table>``) when the config says so, else its code (accounts made from a
+    provider's webhooks carry the customer id as code)."""
     account = owner.account
     if not entity.use_external_mapping_account_code:
         return account.code
-    customer = lookup(MappedEntity.ACCOUNT, account.id, "customer")
+    customer = lookup(MappedEntity.ACCOUNT, account.id, spec.customer_table)
     if customer is None:
         raise MissingAccountMapping(
             f"account {account.code} ({account.id}) has no external mapping to a "
-            f"{spec.title} customer"
+            f"{spec.title} {spec.customer_table} (account → {spec.name}/{spec.customer_table})"
         )
     return customer
 
@@ -121,9 +158,18 @@ class DestinationSpec:
     sends_before_approval: bool = True
     #: Default rate limits, e.g. ``{"requests": "25/second"}``; a credential may set its own.
     limits: Mapping[str, str] = field(default_factory=dict)
+    #: The external mapping table an account's remote customer is found in (``account`` →
+    #: this): Xero calls it a contact.
+    customer_table: str = "customer"
+    #: Default caps on calls in flight at once, e.g. ``{"per tenant": 5}``.
+    concurrency: Mapping[str, int] = field(default_factory=dict)
 
-    def scope(self, credential: CredentialFields) -> str:
-        """The remote account that numbers the documents a run writes: a Chargebee site;
-        for destinations with globally unique ids, the destination's name."""
+    def scope(self, credential: CredentialFields, tenant_id: str | None = None) -> str:
+        """The remote account that numbers the documents a run writes: the tenant the
+        credential connected to (``<name>:<tenant>``: a QuickBooks company numbers its own
+        invoices), a Chargebee site, a NetSuite account; for destinations with globally
+        unique ids, the destination's name."""
+        if tenant_id:
+            return f"{self.name}:{tenant_id}"
         site = getattr(credential, "site", None)
         return site if isinstance(site, str) and site else self.name

@@ -193,3 +193,16 @@ def finish_write(engine: Engine, lines: Sequence[RemoteLine]) -> None:
             session.exec(
                 update(RemoteLine).where(col(RemoteLine.id).in_(ids)).values(state=LineState.ADDED)
             )
+
+
+def documents_of_other_configs(engine: Engine, prepared: Prepared) -> set[str]:
+    """The documents other configs of the organisation hold this bill on: a search for a
+    creation whose answer was lost must not adopt one of theirs."""
+    with transaction(engine) as session:
+        statement = select(BillSync.invoice_id).where(
+            col(BillSync.org_id) == prepared.org_id,
+            col(BillSync.bill_id) == prepared.bill_id,
+            col(BillSync.config_id) != prepared.config_id,
+            col(BillSync.invoice_id).is_not(None),
+        )
+        return {invoice_id for invoice_id in session.exec(statement) if invoice_id}

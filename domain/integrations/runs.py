@@ -3,10 +3,11 @@
 ``bill.generated`` / ``bill.approved`` → ``start_runs`` creates a run for every config
 that applies and appends ``integration.run.requested`` for it; processing that event
 performs the run (``workers.destinations.runner`` hands it to the destination's
-plug-in), with the spine's retries, leases and dead letters. A run that ends in error
-logs the error event its error class names.
+plug-in), with the spine's retries, leases and dead letters. A run that completes logs
+``integration.run.completed``; one that ends in error logs the error event its error
+class names.
 
-    WAITING → STARTED → COMPLETE
+    WAITING → STARTED → COMPLETE                      (integration.run.completed)
                      ↘ AWAITING_RETRY → STARTED ...
                      ↘ ERROR | AUTH_FAILED            (an integration.*.error event)
     DISABLED: the config was disabled; the run is held, not sent.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -27,10 +28,12 @@ from sqlmodel import Field, Session, SQLModel, Text, col, select, update
 
 from domain.accounts import Account, get_account
 from domain.bills import Bill, get_bill
+from domain.catalogue import RunCompletedFields
 from domain.clock import utcnow
 from domain.destinations.pieces import BillToMap
 from domain.destinations.registry import DESTINATIONS, destination, options_for_run
 from domain.destinations.spec import (
+    ApiKeyCredential,
     BillOwner,
     CredentialFields,
     DestinationOptions,
@@ -58,6 +61,7 @@ from domain.secrets import SecretBox
 from domain.subscriptions.projection import AccountPlan
 
 RUN_REQUESTED = "integration.run.requested"
+RUN_COMPLETED = "integration.run.completed"
 
 log = structlog.get_logger(__name__)
 
@@ -190,17 +194,29 @@ class Prepared:
     items: Sequence[RemoteItem]
     #: Other remote objects the run needs, by name (``DestinationSpec.related``).
     related: Mapping[str, str] = field(default_factory=dict)
+    period_start: date | None = None
+    period_end: date | None = None
+    #: The remote organisation the credential connected to (a Xero tenant, a QuickBooks
+    #: realm); None for credentials that reach one account by their key.
+    tenant_id: str | None = None
 
     @property
     def api_key(self) -> str:
+        """The key of an ``ApiKeyCredential``."""
+        assert isinstance(self.credential, ApiKeyCredential), type(self.credential)
         return self.credential.api_key.get_secret_value()
 
 
 def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prepared | None:
-    """Mark the run started and work out what to send. None: the config is disabled, so
-    the run is held. Raises the run's ``IntegrationError`` when it cannot go out."""
+    """Mark the run started and work out what to send. None: nothing to send now, the
+    config being disabled (the run is held) or the run already COMPLETE. Raises the run's
+    ``IntegrationError`` when it cannot go out."""
     run = session.get(IntegrationRun, run_id)
     assert run is not None, run_id
+    if run.status == RunStatus.COMPLETE:
+        # A worker whose lease ran out, come back after another finished the run: its own
+        # processing will be fenced out, and the run must not look started again.
+        return None
     config = get_config(session, run.org_id, run.config_id)
     if not config.enabled:
         run.status = RunStatus.DISABLED
@@ -244,12 +260,15 @@ def prepare(session: Session, box: SecretBox, run_id: str, attempt: int) -> Prep
         destination=spec.name,
         customer_id=spec.target(spec, lookup, owner, entity),
         credential_id=credential.id,
-        site=spec.scope(fields),
+        site=spec.scope(fields, credential.tenant_id),
         credential=fields,
         options=options,
         currency=bill.currency,
         items=items,
         related=spec.related(spec, lookup, owner, entity, options),
+        period_start=bill.period_start,
+        period_end=bill.period_end,
+        tenant_id=credential.tenant_id,
     )
 
 
@@ -349,8 +368,12 @@ def release_bill(session: Session, run_id: str) -> None:
 
 
 def complete(session: Session, run_id: str, **results: Any) -> None:
+    """Mark the run COMPLETE and log ``integration.run.completed``, in the transaction of
+    the handler of its ``integration.run.requested``: the ledger row committed with it
+    keeps a redelivered or concurrent attempt from completing it (and logging) again."""
     run = session.get(IntegrationRun, run_id)
     assert run is not None
+    already = run.status == RunStatus.COMPLETE
     for name, value in results.items():
         setattr(run, name, value)
     run.status, run.finished_at = RunStatus.COMPLETE, utcnow()
@@ -358,6 +381,35 @@ def complete(session: Session, run_id: str, **results: Any) -> None:
     session.add(run)
     release_bill(session, run_id)
     count_success(session, IntegrationConfig, run.config_id)
+    if not already:
+        _log_completed(session, run)
+
+
+def _log_completed(session: Session, run: IntegrationRun) -> None:
+    config = session.get(IntegrationConfig, run.config_id)
+    assert config is not None
+    assert run.bill_version is not None
+    assert run.finished_at is not None
+    payload = RunCompletedFields(
+        run_id=run.id,
+        config_id=run.config_id,
+        destination=config.destination,
+        bill_id=run.bill_id,
+        bill_version=run.bill_version,
+        trigger=run.trigger,
+        invoice_id=run.invoice_id,
+        items_added=run.items_added,
+        items_removed=run.items_removed,
+        attempts=run.attempts,
+        finished_at=run.finished_at,
+    )
+    append_internal(
+        session,
+        org_id=run.org_id,
+        type=RUN_COMPLETED,
+        payload=payload.model_dump(mode="json"),
+        caused_by=run.request_event_id,
+    )
 
 
 @registry.on_failure(INTERNAL_PROVIDER, RUN_REQUESTED)

@@ -3,6 +3,13 @@
 ``apply_facts`` is what live processing does with one event; ``fold`` is the same rule
 over a whole history, without a database. Both keep, per subscription, the facts of the
 event with the highest version, so they agree whatever the order and the repeats.
+
+Live processing logs what it changes, caused by the inbound event: ``account.created``
+for an account it creates; ``account_plan.created`` for a new plan;
+``account_plan.ended`` when a plan gets an end date (``end_at`` goes from none to a
+time: the subscription was cancelled, at once or from a later date; a new plan that
+already has one logs both); ``account_plan.updated`` for any other change of the plan's
+payload (``catalogue.AccountPlanFields``). An event that changes nothing logs nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
-from domain.accounts import Account
+from domain.accounts import Account, log_created
+from domain.catalogue import AccountPlanFields
 from domain.clock import utcnow
+from domain.eventlog import append_internal
 from domain.ids import new_id
 from domain.integrations.errors import MissingAccountMapping
 from domain.mappings import ExternalMapping, MappedEntity, entity_for
@@ -54,9 +63,11 @@ class AccountPlan(SQLModel, table=True):
 # --- live: one event at a time, in the database -------------------------------------------
 
 
-def apply_facts(session: Session, org_id: str, facts: Facts) -> None:
+def apply_facts(session: Session, org_id: str, facts: Facts, *, log: bool = True) -> None:
+    """``log``: append the events of what changed (live processing); a rebuild, which
+    re-derives what was already announced, does not."""
     if facts.customer is not None:
-        account = ensure_account(
+        account, created = ensure_account(
             session, org_id, facts.customer.provider, facts.customer.customer_id
         )
         if facts.customer.name is not None and (
@@ -66,17 +77,21 @@ def apply_facts(session: Session, org_id: str, facts: Facts) -> None:
             account.facts_version = facts.customer.version
         _produced(account, facts.event_id)
         session.add(account)
+        if created and log:
+            log_created(session, account, caused_by=facts.event_id)
     if facts.subscription is not None:
-        _apply_subscription(session, org_id, facts.event_id, facts.subscription)
+        _apply_subscription(session, org_id, facts.event_id, facts.subscription, log=log)
 
 
 def _apply_subscription(
-    session: Session, org_id: str, event_id: str, fact: SubscriptionFact
+    session: Session, org_id: str, event_id: str, fact: SubscriptionFact, *, log: bool
 ) -> None:
     plan_id = plan_for(session, org_id, fact)
-    account = ensure_account(session, org_id, fact.provider, fact.customer_id)
+    account, created = ensure_account(session, org_id, fact.provider, fact.customer_id)
     _produced(account, event_id)
     session.add(account)
+    if created and log:
+        log_created(session, account, caused_by=event_id)
     row = session.exec(
         select(AccountPlan)
         .where(
@@ -86,15 +101,53 @@ def _apply_subscription(
         )
         .with_for_update()
     ).first()
+    before: AccountPlanFields | None = None
     if row is None:
         row = AccountPlan(org_id=org_id, account_id=account.id, **_plan_values(fact, plan_id))
-    elif fact.version > row.version:
-        for name, value in _plan_values(fact, plan_id).items():
-            setattr(row, name, value)
-        row.account_id, row.updated_at = account.id, utcnow()
+    else:
+        before = plan_fields(row)
+        if fact.version > row.version:
+            for name, value in _plan_values(fact, plan_id).items():
+                setattr(row, name, value)
+            row.account_id, row.updated_at = account.id, utcnow()
     _produced(row, event_id)
     session.add(row)
     session.flush()
+    if log:
+        after = plan_fields(row)
+        for event_type in plan_changes(before, after):
+            append_internal(
+                session,
+                org_id=org_id,
+                type=event_type,
+                payload=after.model_dump(mode="json"),
+                caused_by=event_id,
+            )
+
+
+def plan_fields(row: AccountPlan) -> AccountPlanFields:
+    """The payload of the ``account_plan.*`` events."""
+    return AccountPlanFields(
+        account_plan_id=row.id,
+        account_id=row.account_id,
+        plan_id=row.plan_id,
+        provider=row.provider,
+        external_subscription_id=row.external_subscription_id,
+        status=row.status,
+        start_at=row.start_at,
+        end_at=row.end_at,
+    )
+
+
+def plan_changes(before: AccountPlanFields | None, after: AccountPlanFields) -> list[str]:
+    """The events a write of a plan logs; ``before`` None: the plan is new. Times compare
+    as instants, whatever offset the database read them back in."""
+    ended = after.end_at is not None and (before is None or before.end_at is None)
+    if before is None:
+        return ["account_plan.created", *(["account_plan.ended"] if ended else [])]
+    if after == before:
+        return []
+    return ["account_plan.ended" if ended else "account_plan.updated"]
 
 
 def _plan_values(fact: SubscriptionFact, plan_id: str) -> dict[str, Any]:
@@ -133,9 +186,12 @@ def plan_for(session: Session, org_id: str, fact: SubscriptionFact) -> str:
     return plan_id
 
 
-def ensure_account(session: Session, org_id: str, provider: str, customer_id: str) -> Account:
+def ensure_account(
+    session: Session, org_id: str, provider: str, customer_id: str
+) -> tuple[Account, bool]:
     """The account for a provider's customer: through its mapping, else the account with
-    that code, else a new one; the mapping is recorded either way."""
+    that code, else a new one; the mapping is recorded either way. Returns it and whether
+    it is new (the caller logs ``account.created`` once the event's fields are set)."""
     account_id = entity_for(
         session,
         org_id,
@@ -146,10 +202,11 @@ def ensure_account(session: Session, org_id: str, provider: str, customer_id: st
     )
     account = session.get(Account, account_id) if account_id else None
     if account is not None:
-        return account
+        return account, False
     account = session.exec(
         select(Account).where(Account.org_id == org_id, Account.code == customer_id)
     ).first()
+    created = account is None
     if account is None:
         account = Account(org_id=org_id, code=customer_id, name=customer_id)
         session.add(account)
@@ -165,7 +222,7 @@ def ensure_account(session: Session, org_id: str, provider: str, customer_id: st
         )
     )
     session.flush()
-    return account
+    return account, created
 
 
 # --- the same rule over a whole history ------------------------------------------------------

@@ -64,7 +64,8 @@ def rebuild(
     session: Session, org_id: str, on_event: Callable[[], None] = lambda: None
 ) -> RebuildReport:
     """Call inside one transaction. Account plans are emptied and re-applied; accounts are
-    kept (bills refer to them), their event-given fields forgotten and re-applied."""
+    kept (bills refer to them), their event-given fields forgotten and re-applied. Logs no
+    ``account.*`` / ``account_plan.*`` events: it re-derives what live processing logged."""
     session.exec(
         delete(AccountPlan).where(
             col(AccountPlan.org_id) == org_id, col(AccountPlan.provider).in_(PROVIDERS)
@@ -77,7 +78,7 @@ def rebuild(
     session.flush()
     events = 0
     for facts in history(session, org_id):
-        apply_facts(session, org_id, facts)
+        apply_facts(session, org_id, facts, log=False)
         events += 1
         on_event()
     state = read_state(session, org_id)

@@ -13,9 +13,11 @@ from receiver.api import (
     events,
     integrations,
     mappings,
+    notification_rules,
     runs,
     sources,
     users,
+    webhook_destinations,
 )
 from receiver.api.answers import EVERY_ROUTE, answers, document_body_errors
 from receiver.api.deps import refuse_unstorable_text
@@ -39,6 +41,8 @@ for module in (
     integrations,
     bills,
     runs,
+    notification_rules,
+    webhook_destinations,
 ):
     document_body_errors(module.router)
     router.include_router(module.router)

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.accounts import create_account, get_account, list_accounts
+from domain.db import transaction
+from domain.eventlog import APPENDED
 from receiver.api.answers import answers
-from receiver.api.deps import OrgId, SessionDep
+from receiver.api.deps import IntakeDep, OrgId, SessionDep
 from receiver.api.schemas import Strict
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
@@ -58,11 +60,16 @@ def list_(
 
 
 @router.post("", response_model=AccountPublic, status_code=201, responses=answers(409))
-def create(body: AccountCreate, org_id: OrgId, session: SessionDep) -> AccountPublic:
+def create(body: AccountCreate, org_id: OrgId, intake: IntakeDep) -> AccountPublic:
+    """Create an account and log ``account.created``."""
     fields = body.model_dump()
     fields["email"] = str(body.email) if body.email else None
     fields["address"] = body.address.model_dump(exclude_none=True)
-    return AccountPublic.model_validate(create_account(session, org_id, **fields))
+    with transaction(intake.engine) as session:
+        result = AccountPublic.model_validate(create_account(session, org_id, **fields))
+        appended = list(session.info.get(APPENDED, []))  # account.created
+    intake.publisher.publish_many(appended)
+    return result
 
 
 @router.get("/{account_id}", response_model=AccountPublic, responses=answers(404))

@@ -22,6 +22,9 @@ class DestinationPublic(BaseModel):
         description="False: bills go out on approval only, whatever only_send_on_approval says."
     )
     limits: dict[str, str] = Field(description="Default rate limits; a credential may lower them.")
+    concurrency: dict[str, int] = Field(
+        description="Default caps on calls at once; a credential may lower them."
+    )
     config_schema: dict[str, Any] = Field(description="JSON schema of `destination_config`.")
     credential_schema: dict[str, Any] = Field(
         description="JSON schema of the destination's fields of POST /api/v1/credentials."
@@ -34,6 +37,7 @@ class DestinationPublic(BaseModel):
             title=spec.title,
             sends_before_approval=spec.sends_before_approval,
             limits=dict(spec.limits),
+            concurrency=dict(spec.concurrency),
             config_schema=spec.options.model_json_schema(),
             credential_schema=spec.credential.model_json_schema(),
         )

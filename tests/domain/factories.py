@@ -13,6 +13,8 @@ from domain.clock import utcnow
 from domain.db import transaction
 from domain.eventlog import inbound_row
 from domain.events import Event
+from domain.integrations.configs import IntegrationConfig
+from domain.integrations.credentials import create_credential
 from domain.organisations import DEFAULT_ORG_ID
 from domain.providers.base import Envelope
 from domain.secrets import secret_box
@@ -71,3 +73,25 @@ class Published:
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return [pair for call in self.calls for pair in call]
+
+
+def chargebee_config(session: Session, env: Environment, org_id: str) -> IntegrationConfig:
+    """A Chargebee integration config of the organisation, with a credential attached."""
+    credential = create_credential(
+        session,
+        secret_box(env.settings),
+        org_id,
+        name="site",
+        destination="chargebee",
+        site="acme",
+        api_key="test_cb_key",
+    )
+    config = IntegrationConfig(
+        org_id=org_id,
+        name="cb",
+        destination="chargebee",
+        destination_config={"default_price_id": "cb-default"},
+        credential_id=credential.id,
+    )
+    session.add(config)
+    return config

@@ -4,7 +4,7 @@ exactly by its catalogue entry; and the entries marked emitted are the ones appe
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,28 +13,44 @@ from sqlmodel import Session, col, select
 from domain.accounts import create_account
 from domain.bills import LineItem, approve_bill, generate_bill
 from domain.catalogue import CATALOGUE
+from domain.clock import utcnow
 from domain.db import transaction
 from domain.eventlog import INTERNAL_PROVIDER
 from domain.events import Event
 from domain.expressions import check, evaluate
-from domain.failures import count_failure
+from domain.failures import count_failure, disable
 from domain.integrations.configs import IntegrationConfig
-from domain.integrations.credentials import create_credential
 from domain.integrations.errors import (
     AuthenticationFailed,
     ConfigInvalid,
     MissingAccountMapping,
     PerformFailed,
 )
-from domain.integrations.runs import RUN_REQUESTED, IntegrationRun, record_run_failure, start_runs
-from domain.notifications import SEND_EMAIL
+from domain.integrations.runs import (
+    RUN_REQUESTED,
+    IntegrationRun,
+    RunStatus,
+    complete,
+    record_run_failure,
+    start_runs,
+)
+from domain.mappings import ExternalMapping
+from domain.notifications.emails import SEND_EMAIL
+from domain.notifications.rules import create_rule
+from domain.notifications.scheduled import FIGURES, emit_due
 from domain.organisations import create_organisation
-from domain.processing import inbound
-from domain.retry import GiveUp
+from domain.processing import Processor, inbound
+from domain.retry import GiveUp, RetryPolicy
 from domain.secrets import secret_box
 from domain.sources import Source
+from domain.subscriptions.facts import read
 from domain.subscriptions.handlers import record_mapping_error
+from domain.subscriptions.projection import apply_facts
+from domain.users import create_user
+from domain.webhooks.destinations import WebhookDestination, create_destination
 from tests.domain import factories
+from tests.support import handlers
+from tests.support import providers as p
 from tests.support.environment import Environment
 
 #: Appended to the log as instructions to a worker, not news: outside the catalogue.
@@ -49,23 +65,7 @@ def emit_every_event_type(env: Environment) -> str:
     """Drive each code path that appends an internal event; returns the organisation."""
     with transaction(env.engine) as session:
         org_id = create_organisation(session, "Acme")[0].id
-        credential = create_credential(
-            session,
-            secret_box(env.settings),
-            org_id,
-            name="site",
-            destination="chargebee",
-            site="acme",
-            api_key="test_cb_key",
-        )
-        config = IntegrationConfig(
-            org_id=org_id,
-            name="cb",
-            destination="chargebee",
-            destination_config={"default_price_id": "cb-default"},
-            credential_id=credential.id,
-        )
-        session.add(config)
+        config = factories.chargebee_config(session, env, org_id)
         account = create_account(session, org_id, code="cus_1", name="Initech")
         period = {"period_start": date(2026, 10, 1), "period_end": date(2026, 11, 1)}
         bill, generated = generate_bill(
@@ -87,6 +87,26 @@ def emit_every_event_type(env: Environment) -> str:
         _, approved = approve_bill(session, org_id, bill.id)
         assert approved is not None
         start_runs(session, inbound(generated))  # integration.run.requested
+        sent = session.exec(select(IntegrationRun).where(IntegrationRun.org_id == org_id)).one()
+        sent.status, sent.attempts = RunStatus.STARTED, 1  # as prepare() leaves it
+        complete(session, sent.id, invoice_id=None, items_added=2, items_removed=0, bill_version=2)
+        session.add(
+            ExternalMapping(
+                org_id=org_id,
+                entity="plan",
+                entity_id="plan_pro",
+                external_system="chargebee",
+                external_table="item_price",
+                external_id="pro-USD",
+            )
+        )
+        for at, kind, changes in (  # account.created, account_plan.created|updated|ended
+            (p.T0, "subscription_created", {}),
+            (p.T0 + 10, "subscription_changed", {"status": "in_trial"}),
+            (p.T0 + 20, "subscription_cancelled", {"status": "cancelled", "cancelled_at": 1}),
+        ):
+            payload = p.chargebee_subscription(kind, "sub_1", "cus_9", "pro-USD", at=at, **changes)
+            apply_facts(session, org_id, read("chargebee", kind, f"evt_{at}", payload))
         for error in (
             AuthenticationFailed("refused"),
             PerformFailed("no"),
@@ -121,6 +141,40 @@ def emit_every_event_type(env: Environment) -> str:
             session, inbound(stored), MissingAccountMapping("no account"), GiveUp("permanent")
         )
         count_failure(session, Source, source_id, now=stored.received_at, threshold=1)
+    with transaction(env.engine) as session:  # webhook_destination.disabled
+        hook = create_destination(
+            session,
+            secret_box(env.settings),
+            org_id,
+            url="https://1.1.1.1/hook",
+            description="",
+            user_ids=[],
+            check_url=lambda _url: None,
+        )
+        disable(
+            session,
+            WebhookDestination,
+            hook.destination.id,
+            reason="the receiver answered 410 Gone",
+            now=utcnow(),
+        )
+    rejected = factories.event(env, factories.source(env), "test.permanent")  # event.dead
+    Processor(env.engine, handlers.registry, RetryPolicy(), 60, 30, 2).process(rejected)
+    with transaction(env.engine) as session:  # schedule.*: a rule of each, made due
+        ops = create_user(session, org_id, "Ops", "ops@example.com")
+        for name in FIGURES:
+            create_rule(
+                session,
+                org_id,
+                code=name,
+                name=name,
+                event_name=name,
+                always_fire=True,
+                user_ids=[ops.id],
+                schedule_every_seconds=3600,
+            )
+    with transaction(env.engine) as session:
+        emit_due(session, now=utcnow() + timedelta(hours=2))
     return org_id
 
 

@@ -111,7 +111,7 @@ def test_unknown_types_are_ignored_not_errors(env: Environment) -> None:
 
 def test_transient_failures_are_scheduled_then_succeed(env: Environment) -> None:
     event_id = factories.event(
-        env, factories.source(env), "test.transient", fail_times=1, retry_after=0.02
+        env, factories.source(env), "test.transient", fail_times=1, retry_after=5
     )
     outcome = processor(env).process(event_id)
     assert isinstance(outcome, Failed)

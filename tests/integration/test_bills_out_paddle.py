@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 
-from domain.bills import Bill
-from domain.db import transaction
-from domain.eventlog import append_internal
-from tests.support.billing import Api
+from tests.support.billing import Api, replay_approval
 from tests.support.environment import make_env
 from tests.support.fake_paddle import API_KEY, Charge, FakePaddle
 from tests.support.processes import Stack, wait_for
@@ -141,24 +138,6 @@ def summary(charge: Charge) -> list[tuple[Any, ...]]:
 
 def history(api: Api, run: dict[str, Any]) -> list[str]:
     return [h["outcome"] for h in api.get(f"/api/v1/events/{run['request_event_id']}")["history"]]
-
-
-def replay_approval(stack: Stack, api: Api, bill_id: str, **changes: Any) -> None:
-    """The bill's approval processed again (as a replay would), after ``changes`` to the
-    bill. Through the API an approved bill is final: approving again logs nothing, and
-    regenerating it answers 409; so a second run for it only comes this way."""
-    with transaction(stack.env.engine) as session:
-        bill = session.get(Bill, bill_id)
-        assert bill is not None
-        for name, value in changes.items():
-            setattr(bill, name, value)
-        session.add(bill)
-        append_internal(
-            session,
-            org_id=api.org_id,
-            type="bill.approved",
-            payload={"bill_id": bill.id, "account_id": bill.account_id, "version": bill.version},
-        )
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.billing import ENTITY_OPTIONS, Api
+from tests.support.billing import Api, api_on, destination_config, external_mapping
 from tests.support.environment import make_env
 from tests.support.fake_stripe import API_KEY, RESTRICTED_KEY, FakeStripe
 from tests.support.processes import Stack
@@ -70,9 +70,7 @@ def _stack(tmp: Path, fake: FakeStripe, *, workers: int) -> Generator[Stack, Non
 
 @pytest.fixture
 def api(stripe_stack: Stack) -> Iterator[Api]:
-    client = Api(stripe_stack.env, stripe_stack.receiver_url)
-    yield client
-    client.http.close()
+    yield from api_on(stripe_stack)
 
 
 def credential(api: Api, api_key: str = API_KEY, **fields: Any) -> dict[str, Any]:
@@ -82,28 +80,7 @@ def credential(api: Api, api_key: str = API_KEY, **fields: Any) -> dict[str, Any
 
 def stripe_config(api: Api, credential_id: str | None = None, **options: Any) -> dict[str, Any]:
     """An integration config sending bills to Stripe (201, or the test fails)."""
-    entity = {k: options.pop(k) for k in list(options) if k in ENTITY_OPTIONS}
-    body = {
-        "name": options.pop("name", "stripe"),
-        "destination": "stripe",
-        "credential_id": credential_id or credential(api)["id"],
-        "entity_config": entity,
-        "destination_config": options,
-    }
-    return api.post("/api/v1/integrations", body)
-
-
-def map_to_stripe(api: Api, entity: str, entity_id: str, table: str, external_id: str) -> None:
-    api.post(
-        "/api/v1/external-mappings",
-        {
-            "entity": entity,
-            "entity_id": entity_id,
-            "external_system": "stripe",
-            "external_table": table,
-            "external_id": external_id,
-        },
-    )
+    return destination_config(api, "stripe", credential_id or credential(api)["id"], **options)
 
 
 def summary(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -131,7 +108,7 @@ def test_a_bill_becomes_a_draft_invoice_of_its_own(api: Api, fake_stripe: FakeSt
     # given a config that sends invoices, a product mapped to a Stripe price
     account = api.account()
     config = stripe_config(api, collection_method="send_invoice", days_until_due=30)
-    map_to_stripe(api, "product", "prod-api", "price", "price_api")
+    external_mapping(api, "product", "prod-api", "stripe", "price", "price_api")
     other = fake_stripe.raise_next_invoice(account["code"], finalize=False)  # not the bill's
 
     # when a bill is generated
@@ -273,7 +250,7 @@ def test_subscription_invoicing_keeps_the_latest_version_pending_until_stripe_in
     account = api.account()
     code = account["code"]
     subscription = f"sub_{code}"
-    map_to_stripe(api, "account", account["id"], "subscription", subscription)
+    external_mapping(api, "account", account["id"], "stripe", "subscription", subscription)
     stripe_config(api, stripe_mode="subscription_invoicing", use_subscription=True)
 
     # when a bill goes out, then is regenerated

@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from domain.db import transaction
 from domain.events import Attempt, Event, EventStatus
-from domain.notifications import SEND_EMAIL
+from domain.notifications.emails import SEND_EMAIL
 from domain.users import create_user
 from tests.conftest import outside_env
 from tests.support import handlers
@@ -35,6 +35,8 @@ from tests.support.processes import Stack, wait_for
 from tests.support.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.smtp import SmtpServer
 from tests.support.webhooks import body_of, new_source, signed_headers
+
+pytestmark = pytest.mark.chaos
 
 LOAD = 2000
 EMAILS = 200

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session, select
 
 from domain import routing
-from domain.events import EventStatus
+from domain.events import Event, EventStatus
 from domain.secrets import generate_key
 from tests.integration.test_pipeline import wait_final
-from tests.support.environment import REPO, create_database, drop_database
+from tests.support.environment import REPO, Environment, create_database, drop_database
 from tests.support.processes import CLI, Proc, Stack, free_port, wait_for
 from tests.support.servers import session_services
 from tests.support.webhooks import new_source, send
@@ -74,6 +75,11 @@ def worker_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     }
 
 
+def events_of(env: Environment, event_type: str) -> list[str]:
+    with Session(env.engine) as session:
+        return list(session.exec(select(Event.id).where(Event.type == event_type)).all())
+
+
 def test_a_worker_serves_the_summed_metrics_of_its_pool_processes(stack: Stack) -> None:
     env = stack.env
     port = free_port()
@@ -92,11 +98,14 @@ def test_a_worker_serves_the_summed_metrics_of_its_pool_processes(stack: Stack) 
         sent.append(send(client, stack.receiver_url, source_id, secret, "test.permanent"))
     finals = [wait_final(env, response.json()["event_id"]) for response in sent]
     assert finals == [EventStatus.PROCESSED] * 7 + [EventStatus.DEAD]
+    # the dead one logged an event.dead, processed (matched against rules) like any event
+    [announced] = wait_for(lambda: events_of(env, "event.dead"), what="the event.dead")
+    assert wait_final(env, announced) == EventStatus.PROCESSED
 
     samples = worker_samples(f"http://127.0.0.1:{port}/metrics")
     effect = "tests.support.handlers.record_effect"
     flaky = "tests.support.handlers.flaky"
-    assert samples[("meterbridge_events_processed_total", (("status", "processed"),))] == 7
+    assert samples[("meterbridge_events_processed_total", (("status", "processed"),))] == 8
     assert samples[("meterbridge_events_retried_total", ())] == 1
     assert samples[("meterbridge_events_dead_total", ())] == 1
     count = "meterbridge_handler_duration_seconds_count"

@@ -162,7 +162,7 @@ def test_another_organisations_objects_are_404_and_never_listed(orgs: tuple[Org,
         ),
         (
             "/api/v1/integrations",
-            {"name": "x", "destination": "netsuite"},
+            {"name": "x", "destination": "webhook"},
             "body.destination",
             "not available yet",
         ),
@@ -268,7 +268,7 @@ def test_credentials_are_encrypted_and_never_returned(
     assert "api_key" not in created
     with Session(env.engine) as session:
         [row] = session.exec(select(Credential).where(Credential.id == created["id"])).all()
-    assert "live_s3cret" not in row.api_key_ciphertext
+    assert "live_s3cret" not in row.secret_ciphertext
 
 
 def test_a_config_is_connected_once_a_credential_is_attached(orgs: tuple[Org, Org]) -> None:
@@ -307,6 +307,7 @@ def test_bills_regenerate_until_approved(orgs: tuple[Org, Org]) -> None:
     assert "approved" in refused["message"]
     events = org.call("GET", "/api/v1/events", status=200).json()
     assert sorted(e["type"] for e in events) == [
+        "account.created",
         "bill.approved",
         "bill.generated",
         "bill.generated",

@@ -112,7 +112,7 @@ def test_replaying_an_event_that_is_no_longer_dead_succeeds_with_nothing_replaye
 
 def test_every_readme_curl_that_posts_json_sends_its_content_type() -> None:
     # given the commands of the README's Bills out walkthrough (indented lines continue one)
-    section = README.split("## Bills out to Chargebee", 1)[1].split("\n## ", 1)[0]
+    section = README.split("## Bills out:", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.+?)\n```", section, flags=re.DOTALL)
     assert block is not None
     commands = re.split(r"\n(?=\S)", block.group(1))

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from domain.bills import Bill
 from domain.db import transaction
+from domain.eventlog import append_internal
 from domain.organisations import create_organisation
-from tests.support.environment import Environment
+from tests.support.environment import Environment, make_env
 from tests.support.fake_chargebee import API_KEY, FakeChargebee
-from tests.support.processes import wait_for
+from tests.support.processes import Stack, wait_for
 
 FINAL_RUN = {"COMPLETE", "ERROR", "AUTH_FAILED", "DISABLED"}
 PERIOD = {"period_start": "2026-10-01", "period_end": "2026-11-01", "currency": "USD"}
@@ -57,7 +61,7 @@ class Api:
     def config(self, credential_id: str | None = "auto", **options: Any) -> dict[str, Any]:
         if credential_id == "auto":
             credential_id = self.credential()["id"]
-        entity = {k: options.pop(k) for k in list(options) if k in ENTITY_OPTIONS}
+        entity = _take(options, ENTITY_OPTIONS)
         body = {
             "name": options.pop("name", "chargebee"),
             "credential_id": credential_id,
@@ -109,6 +113,88 @@ ENTITY_OPTIONS = {
     "account_filter",
     "enforce_external_mappings_for_config",
 }
+#: The options of a config that are the config's own, neither its entity's nor its
+#: destination's.
+CONFIG_OPTIONS = {"name", "disabled_notification_user_ids"}
+
+
+def _take(options: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The options named, taken out of ``options``."""
+    return {name: options.pop(name) for name in list(options) if name in names}
+
+
+def running_stack(tmp: Path, outside: Mapping[str, str], *, concurrency: int) -> Iterator[Stack]:
+    """A module's own stack, for its fixture to ``yield from``: an environment in ``tmp``,
+    the receiver, two workers (``concurrency`` tasks at once each) and beat, the receiver
+    and the workers given ``outside`` (where the fakes are, short timeouts) in their
+    environment. Stopped, and the environment closed, when the fixture ends."""
+    env = make_env(tmp)
+    stack = Stack(env, tmp)
+    try:
+        stack.start_receiver(**outside)
+        for _ in range(2):
+            stack.start_worker(concurrency=concurrency, **outside)
+        stack.start_beat()
+        yield stack
+    finally:
+        stack.close()
+        env.close()
+
+
+def api_on(stack: Stack) -> Iterator[Api]:
+    """An organisation of its own on ``stack``'s receiver, for an ``api`` fixture to
+    ``yield from``; its HTTP client is closed when the fixture ends."""
+    client = Api(stack.env, stack.receiver_url)
+    yield client
+    client.http.close()
+
+
+def destination_config(
+    api: Api, destination: str, credential_id: str, **options: Any
+) -> dict[str, Any]:
+    """A config sending bills to ``destination`` with the credential (201, or the test
+    fails). ``options`` are split: ENTITY_OPTIONS go to ``entity_config``, CONFIG_OPTIONS
+    to the config itself (``name`` is the destination's unless given), the rest to
+    ``destination_config``."""
+    entity = _take(options, ENTITY_OPTIONS)
+    own = _take(options, CONFIG_OPTIONS)
+    body = {
+        "name": destination,
+        **own,
+        "destination": destination,
+        "credential_id": credential_id,
+        "entity_config": entity,
+        "destination_config": options,
+    }
+    config: dict[str, Any] = api.post("/api/v1/integrations", body)
+    return config
+
+
+def external_mapping(
+    api: Api, entity: str, entity_id: str, system: str, table: str, external_id: str
+) -> None:
+    """Map ``entity`` ``entity_id`` (an account's id, a product's) to ``external_id``, a
+    record of ``system``'s ``table``."""
+    api.post(
+        "/api/v1/external-mappings",
+        {
+            "entity": entity,
+            "entity_id": entity_id,
+            "external_system": system,
+            "external_table": table,
+            "external_id": external_id,
+        },
+    )
+
+
+def month(n: int) -> dict[str, str]:
+    """The n-th month from January 2024 as a bill period, so one account can have many."""
+    year, index = divmod(n - 1, 12)
+    following = divmod(n, 12)
+    return {
+        "period_start": f"{2024 + year}-{index + 1:02d}-01",
+        "period_end": f"{2024 + following[0]}-{following[1] + 1:02d}-01",
+    }
 
 
 def summary(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -127,3 +213,21 @@ def summary(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 def prepare_customer(fake: FakeChargebee, api: Api, **fields: Any) -> tuple[dict[str, Any], str]:
     account = api.account(**fields)
     return account, fake.pending_invoice(account["code"])
+
+
+def replay_approval(stack: Stack, api: Api, bill_id: str, **changes: Any) -> None:
+    """The bill's approval processed again (as a replay would), after ``changes`` to the
+    bill. Through the API an approved bill is final: approving again logs nothing, and
+    regenerating it answers 409; so a second run for it only comes this way."""
+    with transaction(stack.env.engine) as session:
+        bill = session.get(Bill, bill_id)
+        assert bill is not None
+        for name, value in changes.items():
+            setattr(bill, name, value)
+        session.add(bill)
+        append_internal(
+            session,
+            org_id=api.org_id,
+            type="bill.approved",
+            payload={"bill_id": bill.id, "account_id": bill.account_id, "version": bill.version},
+        )

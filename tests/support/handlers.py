@@ -18,7 +18,7 @@ from domain.errors import PermanentError, TransientError
 from domain.eventlog import append_internal
 from domain.events import Event
 from domain.handlers import InboundEvent, registry
-from domain.notifications import SEND_EMAIL, Email
+from domain.notifications.emails import SEND_EMAIL, Email
 
 metadata = sa.MetaData()
 

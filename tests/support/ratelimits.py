@@ -1,10 +1,13 @@
-"""A worker process in miniature for the shared rate limit tests: it presses one key as
-hard as the limiter lets it and reports every place it was given. Kept apart from the
-tests so that a spawned process imports only the limiter."""
+"""Worker processes in miniature for the shared rate limit tests: ``hammer`` presses one
+key as hard as the limiter lets it and reports every place it was given; ``hold_places``
+does the same with leases, holding each place a while; ``die_holding`` takes a lease and
+waits to be killed. Kept apart from the tests so that a spawned process imports only the
+limiter."""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -56,3 +59,53 @@ def hammer(
             continue
         grants.append((last_look[0], time.time()))
     reports.put(Report(os.getpid(), grants, refusals))
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    pid: int
+    #: For each lease: (its block began, its block was about to end). The place was held
+    #: for all of that interval, and a little more on each side.
+    held: list[tuple[float, float]]
+    refusals: int
+
+
+def hold_places(
+    url: str,
+    key: str,
+    cap: int,
+    max_wait: float,
+    seconds: float,
+    start: Event,
+    reports: Queue[Held],
+) -> None:
+    """Hold one of ``cap`` places of ``key`` for 10 to 50 ms, again and again for
+    ``seconds`` after ``start``. A ``WaitForTurn`` is counted and asked again at once:
+    the test is of the cap, not of how long a task's retry waits."""
+    limiter = RateLimiter.from_url(url)
+    rng = random.Random(os.getpid())
+    held: list[tuple[float, float]] = []
+    refusals = 0
+    start.wait(60)
+    until = time.time() + seconds
+    while time.time() < until:
+        try:
+            with limiter.lease(key, cap, ttl=30, max_wait=max_wait):
+                began = time.time()
+                time.sleep(rng.uniform(0.01, 0.05))
+                held.append((began, time.time()))
+        except WaitForTurn:
+            refusals += 1
+    reports.put(Held(os.getpid(), held, refusals))
+
+
+def die_holding(
+    url: str, key: str, cap: int, ttl: float, holding: Queue[tuple[float, float]]
+) -> None:
+    """Take one of ``cap`` places of ``key`` for ``ttl`` seconds, say when (the take
+    began, it was done), and wait inside the lease to be killed."""
+    limiter = RateLimiter.from_url(url)
+    before = time.time()
+    with limiter.lease(key, cap, ttl=ttl, max_wait=10):
+        holding.put((before, time.time()))
+        time.sleep(60)

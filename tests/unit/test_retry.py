@@ -68,3 +68,38 @@ def test_a_failure_uses_its_attempt() -> None:
     decision = decide(POLICY, TransientError("timeout"), 1, NOW)
     assert isinstance(decision, Retry)
     assert decision.uses_attempt
+
+
+WEBHOOK_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+SCHEDULED = RetryPolicy.scheduled(WEBHOOK_SCHEDULE, 0.2)
+
+
+@given(seed=st.integers())
+def test_a_schedule_waits_each_planned_delay_within_its_spread(seed: int) -> None:
+    rng = random.Random(seed)
+    for attempt, planned in enumerate(WEBHOOK_SCHEDULE, start=1):
+        decision = decide(SCHEDULED, TransientError("500"), attempt, NOW, rng)
+        assert isinstance(decision, Retry)
+        assert planned * 0.8 <= decision.delay_seconds <= planned * 1.2
+
+
+def test_a_schedule_gives_up_after_one_attempt_more_than_its_delays() -> None:
+    last = len(WEBHOOK_SCHEDULE) + 1
+    assert isinstance(decide(SCHEDULED, TransientError("500"), last - 1, NOW), Retry)
+    assert decide(SCHEDULED, TransientError("500"), last, NOW) == GiveUp("exhausted")
+
+
+def test_a_schedule_honours_a_longer_retry_after() -> None:
+    decision = decide(SCHEDULED, TransientError("429", retry_after=120), 1, NOW)
+    assert isinstance(decision, Retry)
+    assert decision.delay_seconds >= 120
+
+
+def test_a_short_schedule_still_honours_a_retry_after_of_up_to_an_hour() -> None:
+    short = RetryPolicy.scheduled((1.0, 1.0), 0.2)
+    decision = decide(short, TransientError("429", retry_after=30), 1, NOW)
+    assert isinstance(decision, Retry)
+    assert decision.delay_seconds >= 30
+    plain = decide(short, TransientError("500"), 1, NOW)
+    assert isinstance(plain, Retry)
+    assert plain.delay_seconds <= 1.2

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 from domain import routing
-from domain.notifications import SEND_EMAIL
+from domain.notifications.emails import SEND_EMAIL
 from domain.settings import Settings
+from domain.webhooks.messages import WEBHOOK_DELIVER
 from receiver.publisher import Publisher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +37,10 @@ def test_an_event_of_a_batch_retries_on_its_own() -> None:
     assert routing.retry_task(routing.SEND_EMAIL_TASK) == routing.SEND_EMAIL_TASK
 
 
-def test_email_events_have_their_task() -> None:
+def test_notification_deliveries_have_their_tasks() -> None:
     assert routing.task_for(SEND_EMAIL) == routing.SEND_EMAIL_TASK
+    assert routing.task_for(WEBHOOK_DELIVER) == routing.DELIVER_WEBHOOK_TASK
+    assert routing.retry_task(routing.DELIVER_WEBHOOK_TASK) == routing.DELIVER_WEBHOOK_TASK
     assert routing.task_for("invoice.paid") == routing.PROCESS_EVENT_TASK
 
 

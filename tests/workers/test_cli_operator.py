@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from click.testing import Result
 from sqlmodel import Session
-from typer.testing import CliRunner
 
 from domain.clock import utcnow
 from domain.db import transaction
@@ -26,34 +23,10 @@ from domain.organisations import DEFAULT_ORG_ID, create_organisation
 from domain.secrets import secret_box
 from domain.sources import create_source
 from tests.support.environment import Environment
+from tests.workers.conftest import Cli
 from workers.cli.main import app
 
-Cli = Callable[..., Result]
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-
-
-@pytest.fixture
-def cli(env: Environment) -> Cli:
-    """Runs a command in-process on the test environment; stdout is a pipe, not a TTY."""
-    runner = CliRunner()
-
-    def run(*args: str) -> Result:
-        return runner.invoke(app, list(args), env=env.env, catch_exceptions=False)
-
-    return run
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """What commands queue; the broker of this process is not the test environment's."""
-    sent: list[tuple[str, str]] = []
-
-    def record(events: Any) -> int:
-        sent.extend(events)
-        return len(sent)
-
-    monkeypatch.setattr("tasks.publish.enqueue", record)
-    return sent
 
 
 @dataclass

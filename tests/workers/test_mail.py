@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from domain.errors import PermanentError, TransientError
-from domain.notifications import DisabledNotice, Email, render
+from domain.notifications.emails import Email
+from domain.notifications.rendering import DisabledNotice, render_disabled_notice
 from domain.settings import Settings
 from tests.support.processes import free_port
 from tests.support.smtp import SmtpServer, html_of, text_of
@@ -27,16 +28,16 @@ NOTICE = DisabledNotice(
 
 
 def email(to: str = "ada@example.com") -> Email:
-    subject, text, body = render(NOTICE, "Ada")
+    rendered = render_disabled_notice(NOTICE, "Ada")
     return Email(
         id="eml_1",
         org_id="org_1",
         notice_event_id="evt_1",
         user_id="usr_1",
         to_address=to,
-        subject=subject,
-        text_body=text,
-        html_body=body,
+        subject=rendered.subject,
+        text_body=rendered.text,
+        html_body=rendered.html,
     )
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import deadletters, events, integrations, keys, orgs, run, sources
+from workers.cli import (
+    credentials,
+    deadletters,
+    events,
+    integrations,
+    keys,
+    orgs,
+    run,
+    sources,
+    webhooks,
+)
 
 app = typer.Typer(
     name="meterbridge",
@@ -26,6 +36,8 @@ app.add_typer(keys.app, name="api-keys")
 app.add_typer(orgs.orgs, name="orgs")
 app.add_typer(orgs.users, name="users")
 app.add_typer(integrations.app, name="integrations")
+app.add_typer(credentials.app, name="credentials")
+app.add_typer(webhooks.app, name="webhook-destinations")
 
 
 def main() -> None:

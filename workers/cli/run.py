@@ -80,6 +80,12 @@ def receiver(
     """Serve webhook intake and the admin API (uvicorn)."""
     import uvicorn
 
+    # The app reads its own settings (and so do the processes of --workers): the options
+    # go there too, so that what it says about itself (OAuth callback URLs) is true.
+    if host is not None:
+        os.environ["METERBRIDGE_RECEIVER_HOST"] = host
+    if port is not None:
+        os.environ["METERBRIDGE_RECEIVER_PORT"] = str(port)
     config = settings()
     config.ensure_dirs()
     migrated_engine(config).dispose()
@@ -90,8 +96,8 @@ def receiver(
     uvicorn.run(
         "receiver.app:create_app",
         factory=True,
-        host=host or config.receiver_host,
-        port=port or config.receiver_port,
+        host=config.receiver_host,
+        port=config.receiver_port,
         workers=workers,
         access_log=access_log,
         log_config=None,

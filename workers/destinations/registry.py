@@ -18,8 +18,11 @@ from domain.integrations.runs import Prepared, RunResult
 from domain.integrations.sync import BillSync
 from domain.settings import Settings
 from workers.destinations.chargebee import sync as chargebee
+from workers.destinations.netsuite import sync as netsuite
 from workers.destinations.paddle import sync as paddle
+from workers.destinations.quickbooks import sync as quickbooks
 from workers.destinations.stripe import sync as stripe
+from workers.destinations.xero import sync as xero
 
 
 class Performer(Protocol):
@@ -30,6 +33,9 @@ class Performer(Protocol):
 
 PERFORMERS: dict[str, Performer] = {
     "chargebee": chargebee.perform,
+    "netsuite": netsuite.perform,
     "paddle": paddle.perform,
+    "quickbooks": quickbooks.perform,
     "stripe": stripe.perform,
+    "xero": xero.perform,
 }

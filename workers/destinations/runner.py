@@ -16,7 +16,8 @@ from workers.destinations.registry import PERFORMERS
 def perform_run(
     engine: Engine, box: SecretBox, settings: Settings, run_id: str, attempt: int
 ) -> RunResult | None:
-    """None when the config is disabled (the run is held)."""
+    """None when there is nothing to send: the config is disabled (the run is held), or
+    the run is already COMPLETE."""
     with transaction(engine) as session:
         prepared = prepare(session, box, run_id, attempt)
     if prepared is None:

@@ -7,7 +7,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from domain.destinations.spec import CredentialFields, DestinationOptions
+from domain.destinations.spec import ApiKeyCredential, DestinationOptions
 
 SITE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -19,7 +19,7 @@ class ChargebeeConfig(DestinationOptions):
     multidecimal_units_places: int = Field(4, ge=0, le=10)
 
 
-class ChargebeeCredential(CredentialFields):
+class ChargebeeCredential(ApiKeyCredential):
     site: str = Field(
         min_length=1,
         max_length=63,

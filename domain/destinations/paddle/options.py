@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from domain.destinations.spec import CredentialFields, DestinationOptions
+from domain.destinations.spec import ApiKeyCredential, DestinationOptions
 
 
 class EffectiveFrom(StrEnum):
@@ -30,7 +30,7 @@ class PaddleConfig(DestinationOptions):
     default_product_id: str | None = Field(None, max_length=50)
 
 
-class PaddleCredential(CredentialFields):
+class PaddleCredential(ApiKeyCredential):
     """``api_key``: a Paddle Billing API key with write access to subscriptions."""
 
     environment: PaddleEnvironment = PaddleEnvironment.LIVE

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from domain.destinations.spec import CredentialFields, DestinationOptions
+from domain.destinations.spec import ApiKeyCredential, DestinationOptions
 
 
 class StripeMode(StrEnum):
@@ -41,7 +41,7 @@ class StripeConfig(DestinationOptions):
         return self
 
 
-class StripeCredential(CredentialFields):
+class StripeCredential(ApiKeyCredential):
     """``api_key``: a secret key (``sk_live_…``, ``sk_test_…``) or a restricted key
     (``rk_…``) with write access to invoices and invoice items."""
 
