@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         description="Where a Chargebee site's API lives; {site} comes from the credential.",
     )
     stripe_api_base: str = Field("https://api.stripe.com", description="Where Stripe's API lives.")
+    stripe_jitter_margin_seconds: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Room for network jitter under a Stripe rate limit: any rate + 1 requests "
+        "to one endpoint are sent at least 1 s plus this apart.",
+    )
     paddle_api_base: str = Field(
         "https://api.paddle.com", description="Paddle Billing's API, for live API keys."
     )

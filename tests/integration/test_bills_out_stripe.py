@@ -54,13 +54,16 @@ def stripe_stack(
     yield from _stack(tmp_path_factory.mktemp("stripe"), fake_stripe, workers=1)
 
 
-def _stack(tmp: Path, fake: FakeStripe, *, workers: int) -> Generator[Stack, None, None]:
+def _stack(
+    tmp: Path, fake: FakeStripe, *, workers: int, jitter_margin_seconds: float = 0.1
+) -> Generator[Stack, None, None]:
     env = make_env(tmp)
     stack = Stack(env, tmp)
+    margin = {"METERBRIDGE_STRIPE_JITTER_MARGIN_SECONDS": str(jitter_margin_seconds)}
     try:
         stack.start_receiver()
         for _ in range(workers):
-            stack.start_worker(**stripe_env(fake))
+            stack.start_worker(**stripe_env(fake), **margin)
         stack.start_beat()
         yield stack
     finally:
@@ -466,9 +469,16 @@ def test_twenty_bills_through_two_workers_never_exceed_the_credentials_rate(
 ) -> None:
     """20 bills, one Stripe credential limited to 5 requests a second (per endpoint, as
     Stripe limits), two worker processes: measured on the fake, no second of any endpoint
-    holds more than 5 requests, and every run completes without using an attempt to wait."""
+    holds more than 5 requests, and every run completes without using an attempt to wait.
+
+    The fake counts arrivals, as Stripe does, so the workers' room for jitter is what keeps
+    a late request from crowding the next second. This test shares two cores with others
+    (pytest-xdist), where a process can be held back far longer than a network would
+    delay it, so it gives the room a quarter second."""
     fake = FakeStripe(hang_seconds=4).start()
-    stack_gen = _stack(tmp_path_factory.mktemp("stripe-load"), fake, workers=2)
+    stack_gen = _stack(
+        tmp_path_factory.mktemp("stripe-load"), fake, workers=2, jitter_margin_seconds=0.25
+    )
     stack = next(stack_gen)
     api = Api(stack.env, stack.receiver_url)
     try:
@@ -496,7 +506,8 @@ def test_twenty_bills_through_two_workers_never_exceed_the_credentials_rate(
         items = sorted(call.at for call in fake.calls_to("POST /v1/invoiceitems"))
         tightest = min(items[i + 5] - items[i] for i in range(len(items) - 5))
         print(f"the tightest six item requests span {tightest:.4f} s")
-        assert peaks["POST /v1/invoiceitems"] == 5  # the limit was reached, and held
+        # slots of 1.25 / 5 s: 5 slot starts span 1 s, so the limit is reached at its edge
+        assert peaks["POST /v1/invoiceitems"] >= 4  # the workers went as fast as allowed
         assert max(peaks.values()) <= 5
         waited = sum(outcomes(api, run).count("waited") for run in runs)
         print(f"attempts that waited for their turn: {waited}")

@@ -77,7 +77,12 @@ def perform(
     options, credential = prepared.options, prepared.credential
     assert isinstance(options, StripeConfig), type(options)
     assert isinstance(credential, StripeCredential), type(credential)
-    turns = StripeTurns(limiter or runtime().limiter, prepared.credential_id, credential)
+    turns = StripeTurns(
+        limiter or runtime().limiter,
+        prepared.credential_id,
+        credential,
+        jitter_margin=settings.stripe_jitter_margin_seconds,
+    )
     client = StripeClient(
         prepared.api_key,
         settings.stripe_api_base,

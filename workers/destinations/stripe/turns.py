@@ -17,11 +17,13 @@ not a failure, using no attempt).
 arrives, a few milliseconds later, and not always the same few. A window filled to the
 brim would let a request go the instant a place frees, and reach Stripe less than a second
 after the one whose place it took: one too many in that second, by Stripe's count. So each
-endpoint's requests are also paced: time is cut into slots of ``(1 + EDGE_MARGIN) / rate``
+endpoint's requests are also paced: time is cut into slots of ``(1 + margin) / rate``
 seconds, a request claims a slot (its key, taken once: ``Limit(1, 1)``, atomic in Redis, so
 two workers never share one) and goes at the slot's start. Any ``rate + 1`` requests then
-span at least ``1 + EDGE_MARGIN`` seconds (50 ms of room for jitter), at a cost of 5% of
-the rate; the window still holds the limit exactly. Slots come from the clock, so the
+span at least ``1 + margin`` seconds, ``margin`` being the room for jitter
+(``METERBRIDGE_STRIPE_JITTER_MARGIN_SECONDS``, default 0.1 s: a request that must open a
+TLS connection first arrives later than one on a pooled connection), at a cost of that
+share of the rate; the window still holds the limit exactly. Slots come from the clock, so the
 machines sharing a limit must keep their clocks in sync (NTP), as the window already needs.
 
 An attempt's first turn waits in the worker at most ``FIRST_WAIT_SECONDS``: a busy limit
@@ -45,9 +47,9 @@ from workers.ratelimits import RateLimiter
 
 FIRST_WAIT_SECONDS = 1.0
 LATER_WAIT_SECONDS = 30.0
-#: The room for network jitter, as a share of a second: ``rate + 1`` requests to one
-#: endpoint span at least ``1 + EDGE_MARGIN`` seconds.
-EDGE_MARGIN = 0.05
+#: The room for network jitter unless given: ``rate + 1`` requests to one endpoint span at
+#: least ``1 + DEFAULT_JITTER_MARGIN`` seconds.
+DEFAULT_JITTER_MARGIN = 0.1
 #: How long a 429 without ``Retry-After`` holds the credential back.
 DEFAULT_PUSH_BACK_SECONDS = 1.0
 #: A slot's key is taken once: it is never asked for again after its second.
@@ -63,6 +65,7 @@ class StripeTurns:
         credential_id: str,
         credential: StripeCredential,
         *,
+        jitter_margin: float = DEFAULT_JITTER_MARGIN,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -71,7 +74,7 @@ class StripeTurns:
         self._sleep = sleep
         self.credential_key = f"stripe:{credential_id}"
         self._limit = Limit(credential.requests_per_second, 1)
-        self.slot_seconds = (1 + EDGE_MARGIN) / credential.requests_per_second
+        self.slot_seconds = (1 + jitter_margin) / credential.requests_per_second
         self._begun = False
 
     def endpoint_key(self, endpoint: str) -> str:
