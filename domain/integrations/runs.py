@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -169,6 +169,10 @@ def _start_run(
         session.add(run)
 
 
+#: The item type of one destination (``DestinationSpec.lines`` makes them).
+ItemT = TypeVar("ItemT", bound=RemoteItem)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Everything a run needs, loaded and decided before any call to the destination."""
@@ -199,6 +203,12 @@ class Prepared:
     #: The remote organisation the credential connected to (a Xero tenant, a QuickBooks
     #: realm); None for credentials that reach one account by their key.
     tenant_id: str | None = None
+
+    def items_as(self, kind: type[ItemT]) -> list[ItemT]:
+        """The items, as the destination's own item type (its spec made them so)."""
+        items = [item for item in self.items if isinstance(item, kind)]
+        assert len(items) == len(self.items), {type(item) for item in self.items}
+        return items
 
     @property
     def api_key(self) -> str:

@@ -71,7 +71,7 @@ def upsert(
     engine: Engine, client: NetSuiteClient, prepared: Prepared, options: NetSuiteConfig
 ) -> RunResult:
     """Make the bill's invoice hold exactly this version: prepare, call, record."""
-    lines = _lines(prepared)
+    lines = prepared.items_as(NetSuiteLine)
     assert prepared.period_start is not None
     assert prepared.period_end is not None
     bill = InvoiceFor(
@@ -109,9 +109,3 @@ def upsert(
     )
     replaced = sum(1 for line in before if line.state == LineState.ADDED)
     return RunResult(invoice_id, len(lines), replaced, prepared.bill_version)
-
-
-def _lines(prepared: Prepared) -> list[NetSuiteLine]:
-    lines = list(prepared.items)
-    assert all(isinstance(line, NetSuiteLine) for line in lines)
-    return lines  # type: ignore[return-value]

@@ -121,7 +121,7 @@ def perform(
         settle_after = timedelta(seconds=2 * settings.http_timeout_seconds)
         if any(line.state == LineState.ADDING for line in lines):
             lines = _settle_lost_charges(engine, client, prepared, lines, settle_after)
-        items = _paddle_items(prepared)
+        items = prepared.items_as(PaddleItem)
         charged = [line for line in lines if line.state == LineState.ADDED]
         to_send = plan_charges(prepared.bill_id, prepared.bill_version, items, charged)
         catalog = Catalog(client, prepared.currency)
@@ -153,12 +153,6 @@ def api_base(settings: Settings, credential: PaddleCredential) -> str:
     if credential.environment == PaddleEnvironment.SANDBOX:
         return settings.paddle_sandbox_api_base
     return settings.paddle_api_base
-
-
-def _paddle_items(prepared: Prepared) -> list[PaddleItem]:
-    items = list(prepared.items)
-    assert all(isinstance(item, PaddleItem) for item in items)
-    return items  # type: ignore[return-value]
 
 
 # --- what is still to charge -----------------------------------------------------------

@@ -166,9 +166,7 @@ class _Run:
 
     @property
     def lines(self) -> Sequence[QuickBooksLine]:
-        items = list(self.prepared.items)
-        assert all(isinstance(item, QuickBooksLine) for item in items)
-        return items  # type: ignore[return-value]
+        return self.prepared.items_as(QuickBooksLine)
 
     def sync(self, state: BillSync) -> RunResult:
         wanted = items_hash(self.lines)

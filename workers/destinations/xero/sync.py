@@ -96,9 +96,7 @@ class _Run:
 
     @property
     def lines(self) -> list[XeroLine]:
-        items = list(self.prepared.items)
-        assert all(isinstance(item, XeroLine) for item in items)
-        return items  # type: ignore[return-value]
+        return self.prepared.items_as(XeroLine)
 
     def sync(self, state: BillSync) -> RunResult:
         wanted = items_hash(self.lines)
