@@ -133,9 +133,10 @@ def running(
     Chargebee), for tests that only need a working system and make their own objects."""
     processes = Stack(shared_env, tmp_path_factory.mktemp("shared-logs"))
     try:
-        processes.start_receiver()
-        processes.start_worker(**outside_env(fake_chargebee, smtp_server))
-        processes.start_beat()
+        with processes.side_by_side():
+            processes.start_receiver()
+            processes.start_worker(**outside_env(fake_chargebee, smtp_server))
+            processes.start_beat()
         yield processes
     finally:
         processes.close()

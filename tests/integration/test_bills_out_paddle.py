@@ -56,13 +56,14 @@ def paddle_stack(
     env = make_env(tmp_path_factory.mktemp("paddle"))
     processes = Stack(env, tmp_path_factory.mktemp("paddle-logs"))
     try:
-        processes.start_receiver()
-        processes.start_worker(
-            METERBRIDGE_PADDLE_API_BASE=fake_paddle.url,
-            METERBRIDGE_PADDLE_SANDBOX_API_BASE=fake_paddle.url,
-            METERBRIDGE_HTTP_TIMEOUT_SECONDS="1.5",
-        )
-        processes.start_beat()
+        with processes.side_by_side():
+            processes.start_receiver()
+            processes.start_worker(
+                METERBRIDGE_PADDLE_API_BASE=fake_paddle.url,
+                METERBRIDGE_PADDLE_SANDBOX_API_BASE=fake_paddle.url,
+                METERBRIDGE_HTTP_TIMEOUT_SECONDS="1.5",
+            )
+            processes.start_beat()
         yield processes
     finally:
         processes.close()

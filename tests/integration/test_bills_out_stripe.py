@@ -61,10 +61,11 @@ def _stack(
     stack = Stack(env, tmp)
     margin = {"METERBRIDGE_STRIPE_JITTER_MARGIN_SECONDS": str(jitter_margin_seconds)}
     try:
-        stack.start_receiver()
-        for _ in range(workers):
-            stack.start_worker(**stripe_env(fake), **margin)
-        stack.start_beat()
+        with stack.side_by_side():
+            stack.start_receiver()
+            for _ in range(workers):
+                stack.start_worker(**stripe_env(fake), **margin)
+            stack.start_beat()
         yield stack
     finally:
         stack.close()

@@ -84,9 +84,10 @@ def outside() -> Iterator[tuple[FakeChargebee, SmtpServer]]:
 
 def start_reaching_outside(stack: Stack, fake: FakeChargebee, smtp: SmtpServer) -> None:
     """Receiver, beat, and a worker that talks to this test's SMTP server and Chargebee."""
-    stack.start_receiver()
-    stack.start_beat()
-    stack.start_worker(**outside_env(fake, smtp))
+    with stack.side_by_side():
+        stack.start_receiver()
+        stack.start_beat()
+        stack.start_worker(**outside_env(fake, smtp))
 
 
 async def _post_all(
@@ -171,9 +172,10 @@ def processing(env: Environment) -> int:
 
 
 def test_workers_sigkilled_mid_handler_lose_nothing(chaos: Stack) -> None:
-    chaos.start_receiver()
-    chaos.start_beat()
-    worker = chaos.start_worker()
+    with chaos.side_by_side():
+        chaos.start_receiver()
+        chaos.start_beat()
+        worker = chaos.start_worker()
     accepted = send_load(chaos)
     for _ in range(3):  # kill the worker whenever it is in the middle of events
         wait_for(lambda: processing(chaos.env) > 0, timeout=60, interval=0.05, what="work in hand")
@@ -196,8 +198,9 @@ def test_a_redis_restart_that_loses_the_queue_loses_no_work(
     accepted = send_load(chaos)  # queued in Redis, no worker yet
     redis.stop()
     redis.start()  # empty: every queued message is gone
-    chaos.start_beat()
-    chaos.start_worker()
+    with chaos.side_by_side():
+        chaos.start_beat()
+        chaos.start_worker()
     assert_invariants(chaos.env, accepted)
 
 
@@ -205,9 +208,10 @@ def test_a_postgres_restart_during_intake_answers_503_then_202_and_half_writes_n
     chaos: Stack, servers: tuple[ThrowawayPostgres, ThrowawayRedis]
 ) -> None:
     postgres, _ = servers
-    chaos.start_receiver()
-    chaos.start_worker()
-    chaos.start_beat()
+    with chaos.side_by_side():
+        chaos.start_receiver()
+        chaos.start_worker()
+        chaos.start_beat()
     statuses: list[int] = []
 
     async def restart_during_load() -> list[str]:

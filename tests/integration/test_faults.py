@@ -26,9 +26,10 @@ from tests.support.webhooks import body_of, new_source, send, signed_headers, st
 def slow_event_mid_handler(stack: Stack, marker: Path, **worker_env: str) -> tuple[str, Proc]:
     """Receiver, beat and a worker of one process; a ``test.slow`` event whose handler is
     now inside its transaction (its pool process's pid is in ``marker``)."""
-    stack.start_receiver()
-    worker = stack.start_worker(concurrency=1, **worker_env)
-    stack.start_beat()
+    with stack.side_by_side():
+        stack.start_receiver()
+        worker = stack.start_worker(concurrency=1, **worker_env)
+        stack.start_beat()
     source_id, secret = new_source(stack.env)
     with httpx.Client() as client:
         event_id = send(
@@ -83,8 +84,9 @@ def test_a_worker_killed_after_commit_does_not_repeat_the_effect(stack: Stack) -
     limits = {"METERBRIDGE_TASK_TIME_LIMIT_SECONDS": "6"}
     source_id = factories.source(env)
     event_ids = [factories.event(env, source_id, "test.effect") for _ in range(20)]
-    worker = stack.start_worker(concurrency=2, **limits)
-    stack.start_beat()
+    with stack.side_by_side():
+        worker = stack.start_worker(concurrency=2, **limits)
+        stack.start_beat()
     # kill as soon as some, not all, effects are committed
     wait_for(lambda: sum(bool(effects_of(env, e)) for e in event_ids) >= 3, timeout=60)
     worker.kill(signal.SIGKILL)
@@ -119,8 +121,9 @@ def test_with_the_broker_down_at_intake_every_event_is_processed_later(stack: St
     ready = httpx.get(f"{stack.receiver_url}/readyz").json()
     assert ready["checks"]["broker"].startswith("error")
 
-    stack.start_worker()
-    stack.start_beat()
+    with stack.side_by_side():
+        stack.start_worker()
+        stack.start_beat()
     for event_id in event_ids:
         assert wait_final(env, event_id, timeout=60) == EventStatus.PROCESSED
         assert effects_of(env, event_id) == ["effect", "second"]
@@ -136,8 +139,9 @@ def test_long_retry_waits_are_kept_in_the_database(stack: Stack) -> None:
     }
     source_id = factories.source(env)
     event_id = factories.event(env, source_id, "test.transient", fail_times=1, retry_after=7)
-    worker = stack.start_worker(**settings)
-    stack.start_beat(**settings)
+    with stack.side_by_side():
+        worker = stack.start_worker(**settings)
+        stack.start_beat(**settings)
     wait_for(lambda: status_of(env, event_id) == EventStatus.RETRYING, timeout=30)
     with Session(env.engine) as session:
         event = session.get(Event, event_id)

@@ -64,9 +64,10 @@ def notify_stack(
 ) -> Iterator[Stack]:
     processes = Stack(notify_env, tmp_path_factory.mktemp("notify-logs"))
     try:
-        processes.start_receiver()
-        processes.start_worker(concurrency=4, **outside_env(fake_chargebee, smtp_server))
-        processes.start_beat()
+        with processes.side_by_side():
+            processes.start_receiver()
+            processes.start_worker(concurrency=4, **outside_env(fake_chargebee, smtp_server))
+            processes.start_beat()
         yield processes
     finally:
         processes.close()

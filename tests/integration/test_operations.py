@@ -83,9 +83,10 @@ def events_of(env: Environment, event_type: str) -> list[str]:
 def test_a_worker_serves_the_summed_metrics_of_its_pool_processes(stack: Stack) -> None:
     env = stack.env
     port = free_port()
-    stack.start_receiver()
-    stack.start_worker(concurrency=2, METERBRIDGE_WORKER_METRICS_PORT=str(port))
-    stack.start_beat()
+    with stack.side_by_side():
+        stack.start_receiver()
+        stack.start_worker(concurrency=2, METERBRIDGE_WORKER_METRICS_PORT=str(port))
+        stack.start_beat()
     source_id, secret = new_source(env)
     with httpx.Client() as client:
         sent = [

@@ -32,9 +32,10 @@ def rabbit_stack(tmp_path: Path) -> Iterator[Stack]:
     env = make_env(tmp_path, broker_url=AMQP_URL)
     stack = Stack(env, tmp_path)
     try:
-        stack.start_receiver()
-        stack.start_worker()
-        stack.start_beat()
+        with stack.side_by_side():
+            stack.start_receiver()
+            stack.start_worker()
+            stack.start_beat()
         yield stack
     finally:
         stack.close()

@@ -131,10 +131,11 @@ def running_stack(tmp: Path, outside: Mapping[str, str], *, concurrency: int) ->
     env = make_env(tmp)
     stack = Stack(env, tmp)
     try:
-        stack.start_receiver(**outside)
-        for _ in range(2):
-            stack.start_worker(concurrency=concurrency, **outside)
-        stack.start_beat()
+        with stack.side_by_side():
+            stack.start_receiver(**outside)
+            for _ in range(2):
+                stack.start_worker(concurrency=concurrency, **outside)
+            stack.start_beat()
         yield stack
     finally:
         stack.close()
