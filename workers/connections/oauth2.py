@@ -19,7 +19,7 @@ from domain.connections.tokens import TokenSet, token_set
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed
 from workers.connections.connector import Connected
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 
 
 class TokenRefused(AuthenticationFailed):
@@ -74,7 +74,7 @@ class TokenEndpoint:
             raise TransientError(
                 f"{host}'s token endpoint did not answer ({grant}): {type(exc).__name__}"
             ) from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code == 429 or try_again_later(response.status_code):
             raise TransientError(
                 f"{host}'s token endpoint answered {response.status_code} ({grant})",
                 retry_after=retry_after(response),

@@ -17,7 +17,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 
 log = structlog.get_logger(__name__)
 
@@ -152,7 +152,7 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     status = response.status_code
     detail = body.get("message", "")
     message = f"Chargebee {status} {code} on {method} {path}: {detail}".strip()
-    if status == 429 or status >= 500:
+    if status == 429 or try_again_later(status):
         return TransientError(message, retry_after=retry_after(response))
     if status in (401, 403):
         return AuthenticationFailed(message)

@@ -26,7 +26,7 @@ import httpx
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
 from workers.connections.http import AuthorizedClient
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 from workers.destinations.turns import RemoteLimited
 
 RECORD = "/services/rest/record/v1"
@@ -99,7 +99,7 @@ def _checked(response: httpx.Response) -> Any:
         return body
     if status == 429:
         raise RemoteLimited(retry_after(response), error_details(body, status))
-    if status >= 500:
+    if try_again_later(status):
         raise TransientError(
             f"NetSuite answered {status} on {where}: {error_details(body, status)}",
             retry_after=retry_after(response),

@@ -44,7 +44,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 
 log = structlog.get_logger(__name__)
 
@@ -451,7 +451,7 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     wait = retry_after(response)
     if status == 429:
         return TooManyRequests(message, retry_after=wait or CHARGE_LIMITS.get(code), code=code)
-    if status >= 500:
+    if try_again_later(status):
         return TransientError(message, retry_after=wait)
     if status == 409 and code in LOCKED:
         return TransientError(message, retry_after=wait or LOCKED_RETRY_SECONDS)

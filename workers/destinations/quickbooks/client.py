@@ -29,7 +29,7 @@ from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
 from domain.settings import Settings
 from workers.connections.http import AuthorizedClient
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 from workers.destinations.turns import RemoteLimited
 
 MINOR_VERSION = "75"
@@ -178,7 +178,7 @@ def _checked(response: httpx.Response) -> Any:
     body = _json(response)
     if status == 429:
         raise RemoteLimited(retry_after(response), "ThrottleExceeded")
-    if status >= 500:
+    if try_again_later(status):
         raise TransientError(
             f"QuickBooks answered {status} on {where}: {fault_messages(body)}",
             retry_after=retry_after(response),

@@ -36,7 +36,7 @@ import structlog
 
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 
 log = structlog.get_logger(__name__)
 
@@ -507,7 +507,7 @@ def _error(method: str, path: str, response: httpx.Response) -> Exception:
     ):
         message += " (Stripe keeps this answer for this idempotency key)"
         return KeptFailure(message, retry_after=retry_after(response))
-    if status == 409 or status >= 500:
+    if status == 409 or try_again_later(status):
         return TransientError(message, retry_after=retry_after(response))
     if status in (401, 403):
         return AuthenticationFailed(message)

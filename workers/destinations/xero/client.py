@@ -22,7 +22,7 @@ import httpx
 from domain.errors import TransientError
 from domain.integrations.errors import AuthenticationFailed, PerformFailed
 from workers.connections.http import AuthorizedClient
-from workers.destinations.http import retry_after
+from workers.destinations.http import retry_after, try_again_later
 from workers.destinations.turns import RemoteLimited
 
 API = "/api.xro/2.0"
@@ -110,7 +110,7 @@ def _checked(response: httpx.Response) -> Any:
     if status == 429:
         problem = response.headers.get("x-rate-limit-problem", "")
         raise RemoteLimited(retry_after(response), problem)
-    if status >= 500:
+    if try_again_later(status):
         raise TransientError(
             f"Xero answered {status} on {where}", retry_after=retry_after(response)
         )
