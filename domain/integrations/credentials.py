@@ -100,7 +100,7 @@ def update_credential(
         current = open_credential(box, credential)
         merged = {**current.public(), **current.secrets(), **fields}
         _set_fields(credential, box, _checked(type(current), merged))
-        forget_tokens(session, credential.id)
+        _forget_connection(session, credential.id)
     session.add(credential)
     session.flush()
     return credential
@@ -123,7 +123,7 @@ def _set_fields(credential: Credential, box: SecretBox, checked: CredentialField
         CredentialStatus.AWAITING_AUTHORIZATION if waits else CredentialStatus.CONNECTED
     )
     credential.status_reason = None
-    credential.tenant_id = None if waits else credential.tenant_id
+    credential.tenant_id = None  # a consent to the new fields names it again
     credential.connected_at = None if waits else utcnow()
 
 
@@ -160,6 +160,12 @@ def delete_credential(session: Session, org_id: str, credential_id: str) -> None
     ).all()
     if users:
         raise Conflict(f"credential is attached to {', '.join(users)}: detach it first")
-    forget_tokens(session, credential.id)
-    session.exec(sa.delete(OAuthState).where(col(OAuthState.credential_id) == credential.id))
+    _forget_connection(session, credential.id)
     session.delete(credential)
+
+
+def _forget_connection(session: Session, credential_id: str) -> None:
+    """Its tokens and its consent links: a link given for the old fields must not connect
+    the new ones."""
+    forget_tokens(session, credential_id)
+    session.exec(sa.delete(OAuthState).where(col(OAuthState.credential_id) == credential_id))

@@ -230,6 +230,8 @@ UPDATABLE = frozenset(
         "schedule_every_seconds",
     }
 )
+#: What ``update_rule`` may set to null (to take it off the rule).
+NULLABLE = frozenset({"calculation", *SCHEDULE_FIELDS})
 
 
 def update_rule(
@@ -240,6 +242,9 @@ def update_rule(
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise InvalidInput("cannot be changed", field=sorted(unknown)[0])
+    nulled = sorted(key for key, value in changes.items() if value is None and key not in NULLABLE)
+    if nulled:
+        raise InvalidInput("cannot be null", field=nulled[0])
     for key, value in changes.items():
         setattr(rule, key, value)
     rule.calculation = rule.calculation or None
