@@ -134,6 +134,11 @@ class AuthorizedClient:
                 ) from None
             except httpx.TransportError as exc:
                 raise TransientError(f"cannot reach {self.title}: {type(exc).__name__}") from None
+            except httpx.HTTPError as exc:  # e.g. a compressed body that does not decompress
+                raise TransientError(
+                    f"{self.title}'s answer to {method} {path} could not be read: "
+                    f"{type(exc).__name__}"
+                ) from None
         log.info(
             "destination.call",
             destination=self.title,

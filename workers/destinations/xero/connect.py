@@ -85,7 +85,10 @@ def _connections(settings: Settings, access_token: str) -> list[dict[str, Any]]:
         raise TransientError(f"Xero's /connections did not answer: {type(exc).__name__}") from None
     if response.status_code != 200:
         raise TransientError(f"Xero's /connections answered {response.status_code}")
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        raise TransientError("Xero's /connections answered 200 with no JSON") from None
     return (
         [c for c in body if isinstance(c, dict) and c.get("tenantId")]
         if isinstance(body, list)
