@@ -169,7 +169,7 @@ def _start_run(
         session.add(run)
 
 
-#: The item type of one destination (``DestinationSpec.lines`` makes them).
+#: The item type of one destination (its ``DestinationSpec.items`` makes them).
 ItemT = TypeVar("ItemT", bound=RemoteItem)
 
 
