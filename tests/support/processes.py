@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ephemeral_port_reserve
 import httpx
 import uvicorn
 
@@ -28,9 +28,12 @@ CLI = [sys.executable, "-m", "workers.cli"]
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 for a server to bind. A port merely found free can be handed to
+    another test process before the server binds it (whose server then answers in its
+    place); a reserved one is left in TIME_WAIT, so the kernel hands it to no one else for
+    a minute, while a server binding with SO_REUSEADDR (uvicorn, Flower, aiosmtpd,
+    http.server) gets it at once."""
+    return int(ephemeral_port_reserve.reserve("127.0.0.1"))
 
 
 def wait_for(
@@ -160,9 +163,7 @@ class Stack:
         self.receiver_url = f"http://127.0.0.1:{port}"
         url = self.receiver_url
         if wait:
-            self._when_ready(
-                lambda: wait_for(lambda: _healthy(url, proc), timeout=30, what="receiver /healthz")
-            )
+            self._when_ready(lambda: _wait_healthy(proc, url))
         return proc
 
     def start_worker(self, *, concurrency: int = 2, wait: bool = True, **env: str) -> Proc:
@@ -186,6 +187,13 @@ class Stack:
             proc.terminate()
         for proc in reversed(self.procs):
             proc.stop()
+
+
+def _wait_healthy(proc: Proc, url: str) -> None:
+    """Until the receiver answers /healthz, having logged that it bound ``url`` itself: an
+    answer alone could come from another test's server on the same port."""
+    proc.wait_for_log(re.escape(f"Uvicorn running on {url} "), timeout=30)
+    wait_for(lambda: _healthy(url, proc), timeout=30, what="receiver /healthz")
 
 
 def _healthy(url: str, proc: Proc) -> bool:
